@@ -1,0 +1,147 @@
+"""Reading, checking, resampling and writing WAV audio.
+
+WAV I/O goes through ``soundfile`` (libsndfile): torchaudio 2.9+ only reads
+files through torchcodec, which this project does not depend on. Resampling
+uses torchaudio's windowed-sinc resampler with its filter settings given
+explicitly (see :class:`ResampleConfig`), so they are part of the pipeline's
+params rather than a library default that could change under us.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ravdess_ser.cli import param
+from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
+from ravdess_ser.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+SKIP_REPORT = "skipped.tsv"
+
+
+@dataclass(frozen=True)
+class ResampleConfig:
+    """Target format and torchaudio resampling filter.
+
+    The defaults are the "kaiser_best" settings (a 64-zero-crossing sinc with a
+    Kaiser window, beta 14.77, cut-off at 94.76% of the lower Nyquist rate).
+    """
+
+    sample_rate: int = param(16_000, "output sample rate in Hz (wav2vec2 expects 16000)")
+    method: str = param("sinc_interp_kaiser", "torchaudio resampling method: sinc_interp_kaiser or sinc_interp_hann")
+    lowpass_filter_width: int = param(64, "zero crossings of the sinc filter on each side (sharper with more)")
+    rolloff: float = param(0.9475937167399596, "filter cut-off as a fraction of the lower Nyquist frequency")
+    beta: float = param(14.769656459379492, "Kaiser window shape (sinc_interp_kaiser only)")
+    subtype: str = param("PCM_16", "soundfile subtype of the written WAVs: PCM_16, PCM_24 or FLOAT")
+
+
+def is_wav(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".wav" and not path.name.startswith(".")
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a WAV file as float32 mono, downmixing multi-channel audio by averaging.
+
+    Any PCM width (8/16/24/32-bit) and float WAV are accepted. Raises
+    :class:`PipelineError` naming the file if it is not readable audio, is
+    empty, or holds NaN/inf samples.
+    """
+    path = Path(path)
+    try:
+        samples, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+        raise PipelineError(f"not a readable audio file ({error})", path) from None
+    if samples.shape[0] == 0:
+        raise PipelineError("audio file has no samples", path)
+    if not np.isfinite(samples).all():
+        raise PipelineError("audio contains NaN or infinite samples", path)
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    return np.ascontiguousarray(mono, dtype=np.float32), int(sample_rate)
+
+
+def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write mono audio atomically; integer formats are clipped rather than wrapped."""
+    if subtype.startswith("PCM"):
+        samples = np.clip(samples, -1.0, 1.0 - 2.0**-15)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, samples, sample_rate, subtype=subtype, format="WAV")
+
+
+def resample(samples: np.ndarray, orig_rate: int, config: ResampleConfig) -> np.ndarray:
+    if orig_rate == config.sample_rate:
+        return samples
+    import torch
+    import torchaudio.functional
+
+    resampled = torchaudio.functional.resample(
+        torch.from_numpy(samples),
+        orig_freq=orig_rate,
+        new_freq=config.sample_rate,
+        lowpass_filter_width=config.lowpass_filter_width,
+        rolloff=config.rolloff,
+        resampling_method=config.method,
+        beta=config.beta,
+    )
+    return resampled.numpy()
+
+
+def write_skip_report(folder: Path, skipped: Sequence[tuple[str, str]]) -> None:
+    """Record the files a stage left out, and why, next to its outputs (read by label-manifest)."""
+    with atomic_path(folder / SKIP_REPORT) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["file", "reason"])
+        writer.writerows(sorted(skipped))
+
+
+def read_skip_report(folder: Path) -> list[tuple[str, str]]:
+    report = folder / SKIP_REPORT
+    if not report.exists():
+        return []
+    with open(report, newline="") as handle:
+        return [(row["file"], row["reason"]) for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def resample_actor(raw_dir: Path, out_dir: Path, config: ResampleConfig, progress: bool = True) -> list[Path]:
+    """Convert every WAV in one actor folder to ``config.sample_rate`` mono.
+
+    File names are kept, with the extension normalised to ``.wav``. Files that
+    are not WAV, are unreadable or empty are skipped; each skip is logged and
+    recorded in ``out_dir/skipped.tsv``. Returns the written paths.
+    """
+    from tqdm import tqdm
+
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    if not raw_dir.is_dir():
+        raise PipelineError("actor folder does not exist", raw_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_dir)
+    entries = sorted(raw_dir.iterdir())
+    wavs = [path for path in entries if is_wav(path)]
+    skipped = [(path.name, "not a .wav file") for path in entries if not is_wav(path)]
+    seen: dict[str, Path] = {}
+    written = []
+    for path in tqdm(wavs, desc=f"resample {raw_dir.name}", unit="clip", disable=not progress):
+        target = out_dir / (path.stem + ".wav")
+        if target.name in seen:
+            skipped.append((path.name, f"duplicate of {seen[target.name].name}"))
+            continue
+        seen[target.name] = path
+        try:
+            samples, rate = read_audio(path)
+        except PipelineError as error:
+            skipped.append((path.name, error.reason))
+            continue
+        write_audio(target, resample(samples, rate, config), config.sample_rate, config.subtype)
+        written.append(target)
+    for name, reason in skipped:
+        log.warning("skipped %s: %s", raw_dir / name, reason)
+    write_skip_report(out_dir, skipped)
+    return written

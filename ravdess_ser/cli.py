@@ -1,0 +1,112 @@
+"""What every stage script shares: its typed config from params.yaml, and one-line errors.
+
+A stage's config is a dataclass. Its defaults come from the stage's section of
+``params.yaml`` (so DVC's params tracking sees exactly what the stage reads),
+and every field is also a command-line option, listed with its help text and
+current value by ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ravdess_ser.errors import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def param(default, help: str):
+    """A config field with its ``--help`` text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def read_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]:
+    if not params_file.is_file():
+        raise PipelineError("params file not found (run the stage from the project root)", params_file)
+    try:
+        params = yaml.safe_load(params_file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise PipelineError(f"not valid YAML ({error})", params_file) from None
+    if section not in params:
+        raise PipelineError(f"has no '{section}' section", params_file)
+    return params[section]
+
+
+def _field_parser(annotation) -> tuple[Callable[[str], Any], str | None]:
+    """An argparse ``type`` and ``nargs`` for a dataclass field's annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _field_parser(inner[0])
+    if origin in (tuple, list):
+        return typing.get_args(annotation)[0], "*"
+    if annotation is bool:
+        return lambda text: text.lower() in ("1", "true", "yes"), None
+    return annotation, None
+
+
+def parse_stage_config(config_cls, section: str, description: str, positionals: dict[str, str],
+                       argv: list[str] | None = None, params_file: Path = PARAMS_FILE, subset: bool = False):
+    """Build ``config_cls`` from ``params.yaml[section]``, overridden by command-line options.
+
+    ``positionals`` maps the names of the stage's input/output paths to their help.
+    With ``subset``, the stage reads only its own fields of a section shared with another stage.
+    Returns ``(config, args)``; ``args`` holds the positionals as paths.
+    """
+    hints = typing.get_type_hints(config_cls)
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    values = read_params(section, params_file)
+    unknown = set(values) - names
+    if unknown and not subset:
+        raise PipelineError(f"'{section}' has unknown keys: {', '.join(sorted(unknown))}", params_file)
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=f"Option defaults are read from the '{section}' section of {params_file}.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for name, help_text in positionals.items():
+        parser.add_argument(name, type=Path, help=help_text)
+    for f in dataclasses.fields(config_cls):
+        value_type, nargs = _field_parser(hints[f.name])
+        default = values.get(f.name, f.default)
+        default = tuple(default) if isinstance(default, list) else default
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", dest=f.name, type=value_type, nargs=nargs, default=default,
+            help=f.metadata.get("help", ""),
+        )
+    args = parser.parse_args(argv)
+    config_values = {}
+    for f in dataclasses.fields(config_cls):
+        value = getattr(args, f.name)
+        config_values[f.name] = tuple(value) if isinstance(value, list) else value
+    return config_cls(**config_values), args
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main: a PipelineError or an interrupt becomes one line on stderr, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # A stage killed with SIGTERM takes the same clean exit as Ctrl-C, so temporaries are removed.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        main()
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: no partial output was kept; run `dvc repro` to finish", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,57 @@
+"""Where the raw corpus comes from: RAVDESS from Zenodo, a local copy of its zip, or the synthetic stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ravdess_ser.atomic import atomic_dir
+from ravdess_ser.cli import param
+from ravdess_ser.errors import PipelineError
+from ravdess_ser.ravdess import ALL_ACTOR_CODES, ALL_ACTORS, SPEECH_ZIP_MD5, SPEECH_ZIP_URL
+
+SOURCES = ("synthetic", "ravdess", "zip")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = param("synthetic", "synthetic (offline default), ravdess (download from Zenodo) or zip (a local copy)")
+    actors: tuple[str, ...] = param(ALL_ACTOR_CODES, "two-digit actor codes to use, 01..24")
+    url: str = param(SPEECH_ZIP_URL, "where source=ravdess downloads Audio_Speech_Actors_01-24.zip from")
+    md5: str = param(SPEECH_ZIP_MD5, "MD5 the zip must have (source ravdess or zip)")
+    zip_path: str = param("data/downloads/Audio_Speech_Actors_01-24.zip",
+                          "the zip: download target for source=ravdess (resumed if partial), input for source=zip")
+    synthetic_seed: int = param(0, "seed of the synthetic corpus")
+    synthetic_clip_seconds: float = param(1.5, "mean clip length of the synthetic corpus (RAVDESS: about 3.7 s)")
+
+
+def actor_numbers(codes: Sequence[str]) -> list[int]:
+    """``["01", "02"]`` -> ``[1, 2]``, rejecting anything that is not a RAVDESS actor code."""
+    numbers = []
+    for code in codes:
+        code = str(code)
+        if len(code) != 2 or not code.isdigit() or int(code) not in ALL_ACTORS:
+            raise PipelineError(f"data.actors: {code!r} is not a two-digit RAVDESS actor code (01..24)")
+        numbers.append(int(code))
+    if len(set(numbers)) != len(numbers):
+        raise PipelineError(f"data.actors lists an actor twice: {list(codes)}")
+    return numbers
+
+
+def prepare_corpus(config: DataConfig, raw_dir: Path, progress: bool = True) -> None:
+    """Fill ``raw_dir/Actor_XX`` for the configured actors from the configured source."""
+    from ravdess_ser.download import download_file, prepare_ravdess_from_zip
+    from ravdess_ser.synthetic import generate_corpus
+
+    actors = actor_numbers(config.actors)
+    if config.source == "synthetic":
+        with atomic_dir(raw_dir) as tmp:
+            generate_corpus(tmp, actors, config.synthetic_seed, config.synthetic_clip_seconds, progress=progress)
+    elif config.source in ("ravdess", "zip"):
+        zip_path = Path(config.zip_path)
+        if config.source == "ravdess":
+            download_file(config.url, zip_path, config.md5, progress=progress)
+        prepare_ravdess_from_zip(zip_path, raw_dir, actors, config.md5)
+    else:
+        raise PipelineError(f"data.source={config.source!r} is not one of {', '.join(SOURCES)}")

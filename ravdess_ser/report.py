@@ -1,0 +1,28 @@
+"""Print the headline metrics of a training run: ``python -m ravdess_ser.report experiments/metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def format_metrics(metrics: dict) -> str:
+    lines = [f"{'split':<6} {'clips':>6} {'accuracy':>9} {'UA':>7} {'macro F1':>9}"]
+    for split in ("train", "val", "test"):
+        m = metrics[split]
+        lines.append(f"{split:<6} {m['clips']:>6} {m['accuracy']:>9.3f} {m['unweighted_accuracy']:>7.3f} {m['macro_f1']:>9.3f}")
+    recall = ", ".join(f"{name} {value:.2f}" for name, value in metrics["test"]["recall"].items())
+    lines.append(f"test recall per emotion: {recall}")
+    lines.append(f"(chance: accuracy 0.125 over 8 emotions; best epoch {metrics['best_epoch']} of {metrics['epochs_run']})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/metrics.json")
+    print(f"Metrics ({path}):")
+    print(format_metrics(json.loads(path.read_text())))
+
+
+if __name__ == "__main__":
+    main()

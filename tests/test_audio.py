@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import tone, write_wav
+from ravdess_ser.atomic import TEMP_PREFIX
+from ravdess_ser.audio import ResampleConfig, read_audio, read_skip_report, resample, resample_actor
+from ravdess_ser.errors import PipelineError
+
+NAME = "03-01-05-01-01-01-01"
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+def test_every_wav_width_reads_as_float32_mono(tmp_path, subtype):
+    path = write_wav(tmp_path / "a.wav", tone(0.2, 48_000), subtype=subtype)
+    samples, rate = read_audio(path)
+    assert rate == 48_000 and samples.dtype == np.float32 and samples.ndim == 1
+    tolerance = 1e-2 if subtype == "PCM_U8" else 1e-4
+    np.testing.assert_allclose(samples, tone(0.2, 48_000), atol=tolerance)
+
+
+def test_stereo_is_downmixed_by_averaging(tmp_path):
+    stereo = tone(0.2, 48_000, channels=2)
+    samples, _ = read_audio(write_wav(tmp_path / "s.wav", stereo, subtype="FLOAT"))
+    np.testing.assert_allclose(samples, stereo.mean(axis=1), atol=1e-7)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "not a readable audio file"), (b"hello, not audio" * 8, "not a readable audio file")])
+def test_non_audio_and_empty_files_are_errors_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(content)
+    with pytest.raises(PipelineError, match=message) as caught:
+        read_audio(path)
+    assert str(path) in str(caught.value)
+
+
+def test_wav_with_zero_samples_is_an_error(tmp_path):
+    path = write_wav(tmp_path / "zero.wav", np.zeros(0, dtype=np.float32))
+    with pytest.raises(PipelineError, match="no samples"):
+        read_audio(path)
+
+
+def test_nan_samples_are_an_error(tmp_path):
+    samples = tone(0.1, 16_000)
+    samples[10] = np.nan
+    with pytest.raises(PipelineError, match="NaN or infinite"):
+        read_audio(write_wav(tmp_path / "nan.wav", samples, 16_000, subtype="FLOAT"))
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 44_100, 48_000, 96_000])
+def test_resample_to_16k_keeps_duration_and_the_tone(rate):
+    out = resample(tone(1.0, rate, frequency=440.0), rate, ResampleConfig())
+    assert out.shape[0] == 16_000
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins at 16 kHz over 1 s
+
+
+def test_resampling_filter_removes_content_above_the_new_nyquist():
+    t = np.arange(48_000) / 48_000
+    alias_bait = np.sin(2 * np.pi * 12_000 * t).astype(np.float32)  # would alias to 4 kHz
+    out = resample(alias_bait, 48_000, ResampleConfig())
+    assert np.abs(out[1000:-1000]).max() < 1e-3
+
+
+def test_resample_actor_handles_a_messy_folder(tmp_path):
+    raw = tmp_path / "raw" / "Actor_01"
+    write_wav(raw / f"{NAME}.wav", tone(0.5, 48_000))
+    write_wav(raw / "03-01-05-01-01-02-01.WAV", tone(0.5, 44_100, channels=2), 44_100, "PCM_24")
+    write_wav(raw / "03-01-05-01-02-01-01.wav", tone(0.5, 48_000), subtype="FLOAT")
+    (raw / "notes.txt").write_text("stray")
+    (raw / "03-01-05-02-01-01-01.wav").write_bytes(b"")
+    out = tmp_path / "16k" / "Actor_01"
+    written = resample_actor(raw, out, ResampleConfig(), progress=False)
+    assert sorted(p.name for p in written) == sorted(
+        [f"{NAME}.wav", "03-01-05-01-01-02-01.wav", "03-01-05-01-02-01-01.wav"]
+    )
+    for path in written:
+        info = sf.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16_000, 1, "PCM_16")
+        assert abs(info.frames - 8_000) <= 1
+    skipped = dict(read_skip_report(out))
+    assert skipped == {"notes.txt": "not a .wav file", "03-01-05-02-01-01-01.wav": skipped["03-01-05-02-01-01-01.wav"]}
+    assert "not a readable audio file" in skipped["03-01-05-02-01-01-01.wav"]
+    assert not list(out.glob(TEMP_PREFIX + "*"))
+
+
+def test_resample_actor_reports_case_duplicates(tmp_path):
+    raw = tmp_path / "Actor_01"
+    write_wav(raw / f"{NAME}.WAV", tone(0.2, 48_000))
+    write_wav(raw / f"{NAME}.wav", tone(0.2, 48_000))
+    resample_actor(raw, tmp_path / "out", ResampleConfig(), progress=False)
+    assert [reason for _, reason in read_skip_report(tmp_path / "out")] == [f"duplicate of {NAME}.WAV"]
+
+
+def test_missing_actor_folder_is_an_error(tmp_path):
+    with pytest.raises(PipelineError, match="actor folder does not exist"):
+        resample_actor(tmp_path / "Actor_09", tmp_path / "out", ResampleConfig(), progress=False)

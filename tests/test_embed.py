@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+from transformers import Wav2Vec2Model
+
+from conftest import tone, write_wav
+from ravdess_ser.audio import read_skip_report
+from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor
+from ravdess_ser.errors import PipelineError
+from ravdess_ser.models import save_random_wav2vec2
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_model):
+    return Wav2Vec2Embedder(EmbedConfig(str(tiny_model)))
+
+
+def test_one_clip_gives_time_by_features(embedder):
+    features = embedder.embed(tone(1.0, 16_000))
+    assert features.shape == (49, 64) and features.dtype == np.float32 and np.isfinite(features).all()
+
+
+def test_input_is_normalised_as_the_feature_extractor_says(embedder):
+    clip = tone(1.0, 16_000)
+    np.testing.assert_allclose(embedder.embed(clip), embedder.embed(7.0 * clip), atol=1e-4)
+
+
+def _full_model_outputs(model_dir, clip, extractor):
+    """Every block's output of the untruncated model, and its last_hidden_state."""
+    model = Wav2Vec2Model.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        inputs = extractor(clip, sampling_rate=16_000, return_tensors="pt").input_values
+        output = model(inputs, output_hidden_states=True)
+    return [h[0].numpy() for h in output.hidden_states], output.last_hidden_state[0].numpy()
+
+
+@pytest.mark.parametrize("stable_layer_norm", [False, True])
+def test_shallow_layers_skip_the_blocks_above_and_match_the_full_model(tmp_path, stable_layer_norm):
+    model_dir = save_random_wav2vec2(
+        tmp_path / "m", seed=1, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=stable_layer_norm, feat_extract_norm="layer" if stable_layer_norm else "group",
+    )
+    clip = tone(0.5, 16_000)
+    full = Wav2Vec2Embedder(EmbedConfig(str(model_dir)))
+    blocks, last_hidden_state = _full_model_outputs(model_dir, clip, full.extractor)
+    for layer in range(3):
+        embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer))
+        assert len(embedder.model.encoder.layers) == layer
+        np.testing.assert_allclose(embedder.embed(clip), blocks[layer], atol=1e-5)
+    # -1 and the top layer are the model's own last_hidden_state (with the final LayerNorm of pre-LN models).
+    for top in (-1, 3):
+        np.testing.assert_allclose(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=top)).embed(clip), last_hidden_state, atol=1e-5)
+
+
+def test_layer_out_of_range_is_a_clear_error(tiny_model):
+    with pytest.raises(PipelineError, match=r"embed.layer=9 is out of range: this model has 4 transformer layers"):
+        Wav2Vec2Embedder(EmbedConfig(str(tiny_model), layer=9))
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(PipelineError, match="model folder does not exist") as caught:
+        Wav2Vec2Embedder(EmbedConfig(str(tmp_path / "no-such-model")))
+    assert "no-such-model" in str(caught.value)
+
+
+def test_uncached_unreachable_hub_model_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    # Nothing listens on this loopback port, so the hub is unreachable wherever the test runs.
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(PipelineError) as caught:
+        Wav2Vec2Embedder(EmbedConfig("facebook/wav2vec2-base", revision="abc123"))
+    message = str(caught.value)
+    assert "neither a local model folder nor in the Hugging Face cache" in message
+    assert "hf download facebook/wav2vec2-base --revision abc123" in message
+
+
+def test_embed_actor_writes_one_array_per_clip_and_reports_skips(tmp_path, embedder):
+    audio = tmp_path / "16k" / "Actor_01"
+    write_wav(audio / "03-01-01-01-01-01-01.wav", tone(0.6, 16_000), 16_000)
+    write_wav(audio / "03-01-01-01-01-02-01.wav", np.zeros(16_000, dtype=np.float32), 16_000)  # silent
+    write_wav(audio / "03-01-01-01-02-01-01.wav", tone(0.01, 16_000), 16_000)  # 160 samples < 400
+    write_wav(audio / "03-01-01-01-02-02-01.wav", tone(0.5, 48_000), 48_000)  # wrong rate
+    out = tmp_path / "emb" / "Actor_01"
+    written = embed_actor(embedder, audio, out, progress=False)
+    assert sorted(p.name for p in written) == ["03-01-01-01-01-01-01.npy", "03-01-01-01-01-02-01.npy"]
+    silent = np.load(out / "03-01-01-01-01-02-01.npy")
+    assert np.isfinite(silent).all()
+    skipped = dict(read_skip_report(out))
+    assert "fewer than the model's receptive field (400 samples = 25 ms)" in skipped["03-01-01-01-02-01-01.wav"]
+    assert "sample rate is 48000 Hz" in skipped["03-01-01-01-02-02-01.wav"]

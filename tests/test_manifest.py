@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from conftest import tone, write_wav
+from ravdess_ser.audio import write_skip_report
+from ravdess_ser.errors import PipelineError
+from ravdess_ser.manifest import EXCLUDED, OK, build_manifest, read_manifest, write_manifest
+
+
+def _clip(root, actor_folder, name, seconds=0.5, frequency=220.0, embed=True):
+    audio = write_wav(root / "16k" / actor_folder / name, tone(seconds, 16_000, frequency), 16_000)
+    if embed:
+        target = root / "emb" / actor_folder / (audio.stem + ".npy")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(target, np.zeros((int(seconds * 50) - 1, 8), dtype=np.float32))
+    return audio
+
+
+def test_manifest_labels_good_clips_and_excludes_the_rest_with_reasons(tmp_path):
+    _clip(tmp_path, "Actor_01", "03-01-05-02-01-01-01.wav", frequency=200)
+    _clip(tmp_path, "Actor_01", "03-01-05-02-01-02-01.wav", frequency=200)  # identical audio to the first
+    _clip(tmp_path, "Actor_01", "03-01-05-02-01-01.wav", frequency=210)  # six fields
+    _clip(tmp_path, "Actor_01", "03-01-09-01-01-01-01.wav", frequency=220)  # emotion 09
+    _clip(tmp_path, "Actor_01", "03-02-03-01-01-01-01.wav", frequency=230)  # song
+    _clip(tmp_path, "Actor_01", "03-01-03-01-01-01-02.wav", frequency=240)  # actor 02 in Actor_01
+    _clip(tmp_path, "Actor_02", "03-01-03-01-01-01-02.wav", frequency=250)
+    _clip(tmp_path, "Actor_02", "03-01-04-01-01-01-02.wav", frequency=260, embed=False)
+    write_skip_report(tmp_path / "16k" / "Actor_02", [("broken.wav", "not a readable audio file (x)")])
+    write_skip_report(tmp_path / "emb" / "Actor_02", [("03-01-04-01-01-01-02.wav", "clip has 10 samples")])
+
+    rows = build_manifest(tmp_path / "16k", tmp_path / "emb", [1, 2], tmp_path)
+    by_name = {(row.audio_path or row.clip_id): row for row in rows}
+    good = by_name["16k/Actor_01/03-01-05-02-01-01-01.wav"]
+    assert (good.status, good.emotion_name, good.intensity, good.actor, good.gender) == (OK, "angry", 2, 1, "male")
+    assert good.embedding_path == "emb/Actor_01/03-01-05-02-01-01-01.npy" and good.num_frames == 24
+    assert good.duration_s == 0.5
+    reasons = {name: row.reason for name, row in by_name.items() if row.status == EXCLUDED}
+    assert reasons == {
+        "16k/Actor_01/03-01-05-02-01-02-01.wav": "identical audio to 16k/Actor_01/03-01-05-02-01-01-01.wav",
+        "16k/Actor_01/03-01-05-02-01-01.wav": reasons["16k/Actor_01/03-01-05-02-01-01.wav"],
+        "16k/Actor_01/03-01-09-01-01-01-01.wav": reasons["16k/Actor_01/03-01-09-01-01-01-01.wav"],
+        "16k/Actor_01/03-02-03-01-01-01-01.wav": "song clip (vocal channel 02); this pipeline uses speech only",
+        "16k/Actor_01/03-01-03-01-01-01-02.wav": "actor code 02 disagrees with its folder Actor_01",
+        "16k/Actor_02/03-01-04-01-01-01-02.wav": "embed: clip has 10 samples",
+        "broken": "resample: not a readable audio file (x)",
+    }
+    assert "RAVDESS convention" in reasons["16k/Actor_01/03-01-05-02-01-01.wav"]
+    assert "emotion code 09 is out of range" in reasons["16k/Actor_01/03-01-09-01-01-01-01.wav"]
+    assert by_name["16k/Actor_02/03-01-03-01-01-01-02.wav"].status == OK
+
+    write_manifest(rows, tmp_path / "manifest.csv")
+    assert read_manifest(tmp_path / "manifest.csv") == rows
+
+
+def test_duplicate_clip_ids_across_folders_are_excluded(tmp_path):
+    _clip(tmp_path, "Actor_03", "03-01-02-01-01-01-03.wav", frequency=300)
+    _clip(tmp_path, "Actor_03", "03-01-02-01-01-01-03.WAV", frequency=310)
+    rows = build_manifest(tmp_path / "16k", tmp_path / "emb", [3], tmp_path)
+    assert [row.status for row in rows] == [OK, EXCLUDED]
+    assert rows[1].reason.startswith("duplicate clip id")
+
+
+def test_a_manifest_with_no_usable_clip_is_not_written(tmp_path):
+    _clip(tmp_path, "Actor_01", "03-02-03-01-01-01-01.wav")
+    rows = build_manifest(tmp_path / "16k", tmp_path / "emb", [1], tmp_path)
+    with pytest.raises(PipelineError, match="no usable clips"):
+        write_manifest(rows, tmp_path / "manifest.csv")
+    assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_missing_audio_folder_is_an_error(tmp_path):
+    with pytest.raises(PipelineError, match="16 kHz audio folder is missing"):
+        build_manifest(tmp_path / "16k", tmp_path / "emb", [4], tmp_path)
