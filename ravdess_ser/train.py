@@ -160,6 +160,7 @@ class PooledMLPClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise PipelineError(f"train.pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
         self.pooling = pooling
+        self.input_dim = dim
         self.attention = AttentivePooling(dim) if pooling == "attentive" else None
         self.frame_norm = nn.LayerNorm(dim, elementwise_affine=False) if pooling == "attentive" else None
         pooled_dim = dim if pooling == "mean" else 2 * dim
@@ -313,12 +314,34 @@ def _write_csv(path: Path, records: Sequence[dict]) -> None:
         writer.writerows(records)
 
 
+def save_classifier(path: Path, model: PooledMLPClassifier, config: TrainConfig) -> None:
+    """Weights as safetensors (byte-deterministic, unlike torch.save), with config and labels as metadata."""
+    from safetensors.torch import save_file
+
+    # One metadata key: safetensors writes several in random (hash map) order.
+    description = {"train_config": asdict(config), "labels": list(EMOTION_NAMES), "input_dim": model.input_dim}
+    metadata = {"classifier": json.dumps(description, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
+
+
+def load_classifier(path: Path) -> tuple[PooledMLPClassifier, TrainConfig]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        description = json.loads(handle.metadata()["classifier"])
+    values = description["train_config"]
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    model = PooledMLPClassifier(description["input_dim"], len(description["labels"]), config.pooling,
+                                config.hidden_size, config.dropout)
+    model.load_state_dict(load_file(str(path)))
+    return model.eval(), config
+
+
 def save_training_outputs(result: TrainResult, config: TrainConfig, model_path: Path, metrics_path: Path,
                           plots_dir: Path) -> None:
-    with atomic_path(model_path) as tmp:
-        torch.save({"state_dict": result.model.state_dict(), "config": asdict(config),
-                    "input_dim": result.model.pooled_mean.shape[0] // (1 if config.pooling == "mean" else 2),
-                    "labels": list(EMOTION_NAMES)}, tmp)
+    save_classifier(model_path, result.model, config)
     write_text_atomic(metrics_path, json.dumps(result.metrics, indent=2) + "\n")
     _write_csv(Path(plots_dir) / "test_predictions.csv", result.test_predictions)
     _write_csv(Path(plots_dir) / "training_curves.csv", result.history)

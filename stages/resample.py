@@ -1,7 +1,10 @@
 """Stage 2, resample (one per actor): 48 kHz WAV to 16 kHz mono with torchaudio's sinc resampler."""
 
-from ravdess_ser.audio import ResampleConfig, resample_actor
+from dataclasses import asdict
+
+from ravdess_ser.audio import ResampleConfig
 from ravdess_ser.cli import parse_stage_config, run_stage
+from ravdess_ser.worker import run_task
 
 
 def main() -> None:
@@ -10,7 +13,8 @@ def main() -> None:
         {"raw_dir": "one actor's raw folder, e.g. data/raw/Actor_01",
          "out_dir": "where its 16 kHz clips go, e.g. data/audio_16k/Actor_01"},
     )
-    resample_actor(args.raw_dir, args.out_dir, config)
+    # Runs in the warm worker (torch stays imported across the 24 actors); see ravdess_ser/worker.py.
+    run_task("resample_actor", raw_dir=str(args.raw_dir), out_dir=str(args.out_dir), config=asdict(config))
 
 
 if __name__ == "__main__":

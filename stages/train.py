@@ -12,7 +12,7 @@ def main() -> None:
     config, args = parse_stage_config(
         TrainConfig, "train", __doc__,
         {"manifest": "the label manifest (data/manifest.csv)",
-         "model": "where the trained classifier goes (experiments/model/classifier.pt)",
+         "model": "where the trained classifier goes (experiments/model/classifier.safetensors)",
          "metrics": "metrics JSON (experiments/metrics.json)",
          "plots_dir": "folder for test_predictions.csv and training_curves.csv (experiments/plots)"},
     )

@@ -5,7 +5,7 @@ from transformers import Wav2Vec2Model
 
 from conftest import tone, write_wav
 from ravdess_ser.audio import read_skip_report
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor
+from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, length_buckets
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.models import save_random_wav2vec2
 
@@ -92,3 +92,55 @@ def test_embed_actor_writes_one_array_per_clip_and_reports_skips(tmp_path, embed
     skipped = dict(read_skip_report(out))
     assert "fewer than the model's receptive field (400 samples = 25 ms)" in skipped["03-01-01-01-02-01-01.wav"]
     assert "sample rate is 48000 Hz" in skipped["03-01-01-01-02-02-01.wav"]
+
+
+def _cosine_per_frame(a, b):
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_fast_mode_stays_close_to_exact(tiny_model):
+    clip = tone(1.0, 16_000) + 0.01 * np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
+    exact = Wav2Vec2Embedder(EmbedConfig(str(tiny_model))).embed(clip)
+    fast = Wav2Vec2Embedder(EmbedConfig(str(tiny_model), mode="fast")).embed(clip)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert not np.array_equal(fast, exact)  # it really ran in bfloat16
+    assert _cosine_per_frame(fast, exact).mean() > 0.99
+
+
+def test_length_buckets_cover_every_clip_once_within_the_budget():
+    lengths = [16_000, 70_000, 48_000, 50_000, 8_000, 64_000, 49_000]
+    batches = length_buckets(lengths, max_padded_samples=150_000)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 150_000 or len(batch) == 1
+    assert [[lengths[i] for i in batch] for batch in batches] == [[8_000], [16_000], [48_000, 49_000, 50_000], [64_000, 70_000]]
+
+
+def test_batched_embedding_with_attention_mask_matches_single_clips(tmp_path):
+    # wav2vec2-large style (layer-norm feature encoder): padding is masked, so batching changes nothing.
+    model_dir = save_random_wav2vec2(
+        tmp_path / "m", seed=2, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=True, feat_extract_norm="layer",
+    )
+    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir)))
+    clips = [tone(s, 16_000, f) for s, f in ((0.5, 200.0), (0.8, 300.0), (0.3, 150.0))]
+    batched = embedder.embed_batch(clips)
+    for clip, features in zip(clips, batched):
+        single = embedder.embed(clip)
+        assert features.shape == single.shape
+        np.testing.assert_allclose(features, single, atol=1e-4)
+
+
+def test_float16_storage_halves_the_file_and_bounds_the_error(tmp_path, tiny_model):
+    audio = tmp_path / "16k" / "Actor_01"
+    write_wav(audio / "03-01-01-01-01-01-01.wav", tone(1.0, 16_000), 16_000)
+    sizes, arrays = {}, {}
+    for storage in ("float32", "float16"):
+        embedder = Wav2Vec2Embedder(EmbedConfig(str(tiny_model), storage=storage))
+        [path] = embed_actor(embedder, audio, tmp_path / storage, progress=False)
+        sizes[storage], arrays[storage] = path.stat().st_size, np.load(path)
+    assert arrays["float16"].dtype == np.float16
+    assert sizes["float16"] - 128 <= (sizes["float32"] - 128) / 2  # the .npy header is 128 bytes
+    relative = np.abs(arrays["float16"].astype(np.float32) - arrays["float32"]) / np.maximum(np.abs(arrays["float32"]), 1e-3)
+    assert relative.max() <= 2**-11  # half precision: 11 significant bits

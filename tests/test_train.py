@@ -7,7 +7,8 @@ import torch
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
 from ravdess_ser.ravdess import EMOTIONS, speech_clip_names
-from ravdess_ser.train import PooledMLPClassifier, TrainConfig, pad_batch, split_by_actor, train_classifier
+from ravdess_ser.train import (PooledMLPClassifier, TrainConfig, load_classifier, pad_batch, save_classifier,
+                               split_by_actor, train_classifier)
 
 
 def _embedded_corpus(root: Path, actors, dim=16, separation=1.5, seed=0) -> list[ManifestRow]:
@@ -91,3 +92,17 @@ def test_embeddings_of_mismatched_dimension_are_rejected_naming_the_file(tmp_pat
     with pytest.raises(PipelineError, match="has 7 features but") as caught:
         train_classifier(rows, tmp_path, TrainConfig(**FAST | {"val_actors": (2,), "test_actors": (3,)}), progress=False)
     assert str(odd) in str(caught.value)
+
+
+def test_saved_classifier_is_byte_deterministic_and_loads_back(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    result = train_classifier(rows, tmp_path, TrainConfig(**FAST | {"max_epochs": 3}), progress=False)
+    first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_classifier(first, result.model, TrainConfig(**FAST))
+    save_classifier(second, result.model, TrainConfig(**FAST))
+    assert first.read_bytes() == second.read_bytes()
+    model, config = load_classifier(first)
+    assert config == TrainConfig(**FAST)
+    features = torch.randn(2, 30, 16)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    torch.testing.assert_close(model(features, mask), result.model.eval()(features, mask))

@@ -1,0 +1,69 @@
+"""Killing the embed stage mid-actor under `dvc repro`: nothing half-written, and the rerun matches.
+
+A reference project runs uninterrupted. Another, identical one is interrupted
+while embed@02 is writing, by SIGINT, SIGTERM or SIGKILL sent to the stage
+process. No temporary or truncated .npy may be left looking complete, and the
+next `dvc repro` must end with exactly the reference's outputs (same hashes in
+dvc.lock).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from dvc_project import BIN, TINY_PARAMS, dvc, environment, make_project
+from ravdess_ser.atomic import TEMP_PREFIX
+
+# Longer clips, so that embedding one actor takes long enough to be caught in the middle.
+PARAMS = {"data": TINY_PARAMS["data"] | {"synthetic_clip_seconds": 2.5}, "train": TINY_PARAMS["train"]}
+
+
+def _outputs(project) -> dict[str, str]:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("reference") / "project", PARAMS)
+    dvc(project, "repro")
+    return _outputs(project)
+
+
+def _stage_pid(pattern: str) -> int | None:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_killed_embed_stage_leaves_nothing_half_written_and_rerun_matches(tmp_path, reference, sig):
+    project = make_project(tmp_path / "project", PARAMS)
+    embeddings = project / "experiments/audio_embeddings/Actor_02"
+    repro = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=environment(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pattern = f"stages/embed.py data/audio_16k/Actor_02 {embeddings.relative_to(project)}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(embeddings.glob("*.npy"))) < 5:
+        time.sleep(0.01)
+    pid = _stage_pid(pattern)
+    assert pid is not None, "embed@02 was not running"
+    subprocess.run(["kill", f"-{sig.value}", str(pid)], check=True)
+    output, _ = repro.communicate(timeout=120)
+    assert repro.returncode != 0, output
+    time.sleep(1.0)  # the worker abandons the job at its next progress write
+
+    written = list(embeddings.glob("*.npy")) if embeddings.exists() else []
+    assert len(written) < 60, "the stage finished before it was interrupted"
+    assert not list(project.rglob(TEMP_PREFIX + "*"))
+    for path in written:
+        np.load(path)  # complete and readable, or not there at all
+
+    rerun = dvc(project, "repro")
+    assert "Running stage 'embed@02'" in rerun.stdout
+    assert _outputs(project) == reference

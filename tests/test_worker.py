@@ -1,0 +1,121 @@
+"""The warm stage worker, used for real: separate processes over a Unix socket."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, tone, write_wav
+from ravdess_ser.atomic import TEMP_PREFIX
+from ravdess_ser.audio import ResampleConfig
+from ravdess_ser.embed import EmbedConfig
+from ravdess_ser.errors import PipelineError
+from ravdess_ser.ravdess import speech_clip_names
+from ravdess_ser.worker import run_task, socket_path
+
+
+@pytest.fixture
+def worker_env(monkeypatch):
+    """A private socket folder (short path: Unix socket names are limited to ~100 bytes), a short idle time."""
+    runtime = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("RAVDESS_SER_WORKER", "1")
+    monkeypatch.setenv("RAVDESS_SER_WORKER_IDLE", "20")
+    yield runtime
+    path = socket_path()
+    if path.exists():  # stop the worker: a SIGTERM ends serve() and removes the socket
+        for pid in _worker_pids(path):
+            os.kill(pid, signal.SIGTERM)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _worker_pids(path: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"ravdess_ser.worker {path}"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def _actor(root: Path, clips: int, seconds: float = 0.5) -> Path:
+    folder = root / "Actor_01"
+    for index, clip in enumerate(speech_clip_names(1)[:clips]):
+        write_wav(folder / clip.filename, tone(seconds, 16_000, 150.0 + 7 * index), 16_000)
+    return folder
+
+
+def _embed_config(tiny_model) -> dict:
+    return asdict(EmbedConfig(model=str(tiny_model)))
+
+
+def test_worker_output_is_byte_identical_to_in_process(tmp_path, tiny_model, worker_env, monkeypatch):
+    audio = _actor(tmp_path, clips=4)
+    assert run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "w"), config=_embed_config(tiny_model)) == 4
+    assert socket_path().exists() and len(_worker_pids(socket_path())) == 1
+    monkeypatch.setenv("RAVDESS_SER_WORKER", "0")
+    run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "p"), config=_embed_config(tiny_model))
+    for path in sorted((tmp_path / "p").iterdir()):
+        assert (tmp_path / "w" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_worker_is_reused_and_relays_one_line_errors(tmp_path, tiny_model, worker_env):
+    audio = _actor(tmp_path, clips=2)
+    raw = tmp_path / "raw" / "Actor_01"
+    write_wav(raw / "03-01-01-01-01-01-01.wav", tone(0.3, 48_000))
+    run_task("resample_actor", raw_dir=str(raw), out_dir=str(tmp_path / "16k"), config=asdict(ResampleConfig()))
+    first = _worker_pids(socket_path())
+    run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "e"), config=_embed_config(tiny_model))
+    assert _worker_pids(socket_path()) == first
+    bad = _embed_config(tiny_model) | {"layer": 17}
+    with pytest.raises(PipelineError, match="embed.layer=17 is out of range"):
+        run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "x"), config=bad)
+    with pytest.raises(PipelineError, match="audio folder does not exist"):
+        run_task("embed_actor", audio_dir=str(tmp_path / "nowhere"), out_dir=str(tmp_path / "x"), config=_embed_config(tiny_model))
+    assert _worker_pids(socket_path()) == first  # errors do not kill the worker
+
+
+def test_a_killed_stage_leaves_no_partial_file_and_the_worker_serves_on(tmp_path, tiny_model, worker_env, monkeypatch):
+    audio = _actor(tmp_path, clips=60, seconds=3.0)
+    (tmp_path / "params.yaml").write_text(f"embed:\n  model: {tiny_model}\n")
+    out = tmp_path / "emb"
+    stage = subprocess.Popen([sys.executable, str(REPO_ROOT / "stages/embed.py"), str(audio), str(out)],
+                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.glob("*.npy"))) < 3:
+        time.sleep(0.02)
+    stage.kill()
+    stage.wait()
+    time.sleep(1.0)  # the worker notices at its next progress write
+    done = sorted(out.glob("*.npy"))
+    assert 3 <= len(done) < 60, "the stage was not killed partway through"
+    assert not list(out.glob(TEMP_PREFIX + "*"))
+    for path in done:
+        assert np.load(path).shape[1] == 64  # every file that looks complete is complete
+    log = socket_path().with_suffix(".log").read_text()
+    assert "client went away; abandoned embed_actor" in log
+    # The worker still serves, and a rerun gives the same bytes as an uninterrupted in-process run.
+    run_task("embed_actor", audio_dir=str(audio), out_dir=str(out), config=_embed_config(tiny_model))
+    monkeypatch.setenv("RAVDESS_SER_WORKER", "0")
+    run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "ref"), config=_embed_config(tiny_model))
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
+    for path in (tmp_path / "ref").iterdir():
+        assert (out / path.name).read_bytes() == path.read_bytes()
+
+
+def test_an_idle_worker_exits_and_removes_its_socket(tmp_path, tiny_model, worker_env, monkeypatch):
+    monkeypatch.setenv("RAVDESS_SER_WORKER_IDLE", "1")
+    raw = tmp_path / "raw"
+    write_wav(raw / "03-01-01-01-01-01-01.wav", tone(0.2, 48_000))
+    run_task("resample_actor", raw_dir=str(raw), out_dir=str(tmp_path / "16k"), config=asdict(ResampleConfig()))
+    path = socket_path()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (path.exists() or _worker_pids(path)):
+        time.sleep(0.1)
+    assert not path.exists() and not _worker_pids(path)
