@@ -15,8 +15,8 @@ actors are male, even actors female, as in RAVDESS.
 
 Each clip is a synthetic rendering of one of the two RAVDESS statements
 ("Kids are talking by the door" / "Dogs are sitting by the door", seven
-syllables each): leading near-silence (a faint pink-ish room noise), the
-utterance, trailing near-silence. The clip length averages ``clip_seconds``
+syllables each): leading near-silence (faint room noise, about -70 dBFS),
+the utterance, trailing near-silence. The clip length averages ``clip_seconds``
 and varies with the emotion's tempo and a little with repetition.
 
 Speech model
@@ -52,8 +52,23 @@ Every random number for a clip comes from generators seeded by
 ``(seed, actor, ...)`` only, so a clip depends only on ``(seed, actor,
 emotion, intensity, statement, repetition, clip_seconds)``: not on which
 other actors or clips are generated, nor in which order. The same arguments
-give byte-identical files (samples are quantised here, not by libsndfile),
-which DVC's per-actor caching relies on.
+give byte-identical files (samples are quantised here, not by libsndfile)
+on a given platform and numpy version, which DVC's per-actor caching relies
+on. Bump :data:`SYNTHETIC_VERSION` whenever the model changes.
+
+Usage
+-----
+::
+
+    from pathlib import Path
+    from ravdess_ser.synthetic import generate_corpus
+
+    paths = generate_corpus(Path("data/raw"), actors=range(1, 25), seed=0, clip_seconds=2.0)
+
+:func:`generate_actor` writes one ``Actor_XX`` folder (for per-actor stages);
+:func:`synthesize_clip` returns one clip as an array. Only numpy is needed
+(no scipy): the filters run in the frequency domain. The full corpus at
+3.5 s per clip takes about 25 s of one CPU core.
 """
 
 from __future__ import annotations
@@ -123,10 +138,10 @@ _VOWELS = {
     "iy": (342.0, 2322.0, 3000.0),
 }
 
-# Consonants: formant locus, share of the syllable, voicing during the
-# consonant, and which noise it makes ("burst", "sibilant", "dental", None).
 @dataclass(frozen=True)
 class _Consonant:
+    """Formant locus, share of the syllable, voicing during it, and its noise (a _NOISE_SHAPES key)."""
+
     locus: tuple[float, float, float]
     share: float
     voicing: float
@@ -179,6 +194,15 @@ _STATEMENT_SYLLABLES = {
 }
 assert set(_STATEMENT_SYLLABLES) == set(STATEMENTS)
 
+# Consonant noises: centre frequency (Hz, for an average male vocal tract) and
+# width (octaves) of their log-Gaussian spectra.
+_NOISE_SHAPES = {
+    "burst": (3000.0, 1.3),
+    "sibilant": (6500.0, 0.45),
+    "dental": (4000.0, 1.5),
+}
+_NOISE_KINDS = tuple(_NOISE_SHAPES)
+
 # ---------------------------------------------------------------------------
 # Emotion profiles: deviation from neutral at normal intensity.
 # ---------------------------------------------------------------------------
@@ -202,7 +226,8 @@ class _Style:
     f1_log: float = 0.0  # formant shifts (log factor)
     f2_log: float = 0.0
 
-    def scaled(self, factors: np.ndarray) -> _Style:
+    def scaled(self, factors: float | np.ndarray) -> _Style:
+        """Every deviation multiplied by ``factors`` (one number, or one per field)."""
         values = np.array(self.astuple()) * factors
         return _Style(*(float(v) for v in values))
 
@@ -293,7 +318,7 @@ def _actor_voice(seed: int, actor: int) -> _Voice:
         shimmer=u(0.02, 0.05),
         bandwidth_factor=u(0.9, 1.25),
         expressiveness=u(0.75, 1.2),
-        noise_floor_db=u(-72.0, -64.0),
+        noise_floor_db=u(-76.0, -68.0),
         f4=3500.0 * vtl * u(0.97, 1.03),
         f5=4500.0 * vtl * u(0.97, 1.03),
     )
@@ -473,55 +498,23 @@ def _formant_filter(
     return summed.reshape(-1)[hop : hop + n * upsample]
 
 
-def synthesize_clip(
-    clip: ClipName, seed: int, clip_seconds: float, sample_rate: int = SAMPLE_RATE
-) -> np.ndarray:
-    """Render one clip: float32 mono samples in [-1, 1] at ``sample_rate``.
+@dataclass
+class _Plan:
+    """Where things happen in one utterance: breakpoints (seconds, value) of every track."""
 
-    Depends only on ``seed``, the clip's codes and ``clip_seconds`` (and
-    ``sample_rate``).
-    """
-    _check_clip(clip)
-    _keep_large_arrays_in_heap()
-    seed = _check_seed(seed)
-    clip_seconds = _check_clip_seconds(clip_seconds)
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate < 16_000:
-        raise PipelineError(f"sample_rate must be an integer of at least 16000 Hz, got {sample_rate!r}")
-    sr = int(sample_rate)
+    formant_times: list[float]
+    formant_values: list[tuple[float, float, float]]
+    voicing: list[tuple[float, float]]
+    aspiration: list[tuple[float, float]]
+    noise: dict[str, list[tuple[float, float]]]
+    accents: list[tuple[float, float, float]]  # centre, width (s), stress
 
-    voice = _actor_voice(seed, clip.actor)
-    strength = (1.0 if clip.intensity == 1 else _STRONG) * voice.expressiveness
-    base_style = _actor_style(seed, clip.actor, clip.emotion)
-    style = base_style.scaled(np.full(len(base_style.astuple()), strength))
-    rng = np.random.default_rng(
-        [seed, clip.actor, clip.emotion, clip.intensity, clip.statement, clip.repetition]
-    )
 
-    # --- timing --------------------------------------------------------------
-    tempo = 2.0 ** (style.tempo_log2 + voice.tempo_log2 + rng.normal(0.0, 0.03))
-    repetition_factor = 1.03 if clip.repetition == 1 else 0.97
-    speech_s = 0.7 * clip_seconds * repetition_factor / tempo
-    silence_s = 0.3 * clip_seconds * rng.uniform(0.85, 1.15)
-    lead_s = silence_s * rng.uniform(0.45, 0.6)
-    n = int(round((speech_s + silence_s) * sr))
-    t0 = lead_s
-    syllables = _STATEMENT_SYLLABLES[clip.statement]
-    weights = np.array([s.weight for s in syllables]) * rng.uniform(0.88, 1.12, len(syllables))
-    bounds = t0 + speech_s * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
-    t1 = bounds[-1]
-
-    # --- segment breakpoints: formants, voicing, noises ------------------------
+def _plan_utterance(syllables, bounds: np.ndarray, speech_s: float, rng: np.random.Generator) -> _Plan:
+    """Lay the syllables out in time: onset consonant, vowel nucleus, coda."""
     ramp = min(0.015, 0.1 * speech_s / len(syllables))
-    f_times: list[float] = []
-    f_values: list[tuple[float, float, float]] = []
-    voicing: list[tuple[float, float]] = [(0.0, 0.0)]
-    aspiration: list[tuple[float, float]] = [(0.0, 0.0)]
-    noise_env: dict[str, list[tuple[float, float]]] = {
-        "burst": [(0.0, 0.0)],
-        "sibilant": [(0.0, 0.0)],
-        "dental": [(0.0, 0.0)],
-    }
-    accents: list[tuple[float, float, float]] = []  # centre, width, height
+    silent = [(0.0, 0.0), (float(bounds[0]), 0.0)]  # nothing before the utterance starts
+    plan = _Plan([], [], list(silent), list(silent), {kind: list(silent) for kind in _NOISE_KINDS}, [])
     for index, syl in enumerate(syllables):
         start, end = bounds[index], bounds[index + 1]
         dur = end - start
@@ -533,153 +526,215 @@ def synthesize_clip(
         v0 = start + (onset.share * dur if onset else 0.0)
         v1 = end - (coda.share * dur if coda else 0.0)
         if onset:
-            f_times.append(start)
-            f_values.append(onset.locus)
-            voicing += [(start + ramp, onset.voicing * loud), (v0 - ramp, onset.voicing * loud)]
-            if onset.noise == "burst":
+            plan.formant_times.append(start)
+            plan.formant_values.append(onset.locus)
+            plan.voicing += [(start + ramp, onset.voicing * loud), (v0 - ramp, onset.voicing * loud)]
+            if onset.noise == "burst":  # closure, release burst, then aspiration (VOT)
                 release = start + 0.6 * (v0 - start)
-                burst_len = min(0.012, 0.3 * (v0 - release))
-                noise_env["burst"] += [(release - 1e-4, 0.0), (release, 0.9 * loud),
-                                       (release + burst_len, 0.0)]
+                burst = min(0.012, 0.3 * (v0 - release))
+                plan.noise["burst"] += [(release - 1e-4, 0.0), (release, 0.9 * loud), (release + burst, 0.0)]
                 if onset.aspirated:
-                    aspiration += [(release + burst_len, 0.0),
-                                   (release + 2 * burst_len, 0.5 * loud), (v0, 0.2 * loud),
-                                   (v0 + ramp, 0.0)]
+                    plan.aspiration += [
+                        (release + burst, 0.0),
+                        (release + 2 * burst, 0.5 * loud),
+                        (v0, 0.2 * loud),
+                        (v0 + ramp, 0.0),
+                    ]
             elif onset.noise is not None:
-                level = 0.55 if onset.noise == "sibilant" else 0.12
-                noise_env[onset.noise] += [(start, 0.0), (start + ramp, level * loud),
-                                           (v0 - ramp, level * loud), (v0, 0.0)]
+                level = (0.55 if onset.noise == "sibilant" else 0.12) * loud
+                plan.noise[onset.noise] += [(start, 0.0), (start + ramp, level), (v0 - ramp, level), (v0, 0.0)]
         else:
-            voicing.append((start, 0.0))
-        first, last = _VOWELS[syl.vowel[0]], _VOWELS[syl.vowel[1]]
-        f_times += [v0 + 0.15 * (v1 - v0), v1 - 0.15 * (v1 - v0)]
-        f_values += [first, last]
-        voicing += [(v0 + ramp, loud), (v1 - ramp, loud * 0.85)]
+            plan.voicing.append((start, 0.0))
+        plan.formant_times += [v0 + 0.15 * (v1 - v0), v1 - 0.15 * (v1 - v0)]
+        plan.formant_values += [_VOWELS[syl.vowel[0]], _VOWELS[syl.vowel[1]]]
+        plan.voicing += [(v0 + ramp, loud), (v1 - ramp, loud * 0.85)]
         if coda:
-            f_times.append(end)
-            f_values.append(coda.locus)
-            voicing += [(v1 + ramp, coda.voicing * loud), (end - ramp, coda.voicing * loud * 0.5)]
+            plan.formant_times.append(end)
+            plan.formant_values.append(coda.locus)
+            plan.voicing += [(v1 + ramp, coda.voicing * loud), (end - ramp, coda.voicing * loud * 0.5)]
             if coda.noise is not None:
-                noise_env[coda.noise] += [(v1, 0.0), (v1 + ramp, 0.4 * loud),
-                                          (end - ramp, 0.3 * loud), (end, 0.0)]
-        voicing.append((end, 0.0 if coda or index == len(syllables) - 1 else 0.3 * loud))
-        accents.append((0.5 * (v0 + v1), 0.35 * dur, syl.stress))
+                plan.noise[coda.noise] += [(v1, 0.0), (v1 + ramp, 0.4 * loud), (end - ramp, 0.3 * loud), (end, 0.0)]
+        plan.voicing.append((end, 0.0 if coda or index == len(syllables) - 1 else 0.3 * loud))
+        plan.accents.append((0.5 * (v0 + v1), 0.35 * dur, syl.stress))
+    return plan
 
-    t_end = n / sr
-    for env in (voicing, aspiration, *noise_env.values()):
-        env.append((t_end, 0.0))
 
-    def envelope(points: list[tuple[float, float]], times: np.ndarray) -> np.ndarray:
-        points = sorted(points, key=lambda p: p[0])
-        return np.interp(times, [p[0] for p in points], [p[1] for p in points])
+def _envelope(points: list[tuple[float, float]], times: np.ndarray) -> np.ndarray:
+    """Piecewise-linear track through breakpoints (in any order), zero after the last."""
+    points = sorted(points, key=lambda p: p[0])
+    return np.interp(times, [p[0] for p in points], [p[1] for p in points], right=0.0)
 
-    t = np.arange(n) / sr
-    upsample = 2 if sr % 2 == 0 and sr >= 32_000 else 1
-    vr = sr // upsample  # voice rate
-    n_voice = -(-n // upsample)
-    tv = np.arange(n_voice) / vr
 
-    # --- F0 contour (semitones re the actor's base), on a 2.5 ms grid --------
-    grid = np.arange(0.0, t_end + 0.0025, 0.0025)
-    u = np.clip((grid - t0) / (t1 - t0), 0.0, 1.0)
-    semitones = (
-        style.f0_st
-        + rng.normal(0.0, 0.4)
-        + (_NEUTRAL_SLOPE_ST + style.slope_st) * (u - 0.5)
-    )
+def _f0_track(
+    voice: _Voice,
+    style: _Style,
+    plan: _Plan,
+    bounds: np.ndarray,
+    duration: float,
+    times: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """F0 in Hz at ``times``: level, declination, accents, final rise/fall, drift, tremor."""
+    grid = np.arange(0.0, duration + 0.0025, 0.0025)  # built at 400 Hz, then interpolated
+    t0, t1 = bounds[0], bounds[-1]
+    progress = np.clip((grid - t0) / (t1 - t0), 0.0, 1.0)
+    semitones = style.f0_st + rng.normal(0.0, 0.4) + (_NEUTRAL_SLOPE_ST + style.slope_st) * (progress - 0.5)
     range_st = _NEUTRAL_RANGE_ST * voice.range_factor * 2.0**style.range_log2
-    for centre, width, height in accents:
-        semitones = semitones + range_st * height * rng.uniform(0.8, 1.2) * np.exp(
-            -0.5 * ((grid - centre) / width) ** 2
-        )
-    final_start = bounds[-2]
-    final = np.clip((grid - final_start) / (t1 - final_start), 0.0, 1.0)
+    for centre, width, stress in plan.accents:
+        bump = np.exp(-0.5 * ((grid - centre) / width) ** 2)
+        semitones = semitones + range_st * stress * rng.uniform(0.8, 1.2) * bump
+    final = np.clip((grid - bounds[-2]) / (t1 - bounds[-2]), 0.0, 1.0)
     semitones = semitones + style.final_st * final**2
-    for _ in range(3):
-        semitones = semitones + 0.25 * np.sin(
-            2 * np.pi * rng.uniform(0.7, 2.5) * grid + rng.uniform(0, 2 * np.pi)
-        )
+    for _ in range(3):  # slow wander
+        semitones = semitones + 0.25 * np.sin(2 * np.pi * rng.uniform(0.7, 2.5) * grid + rng.uniform(0, 2 * np.pi))
     if style.tremor_st > 0:
-        semitones = semitones + style.tremor_st * np.sin(
-            2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi)
-        )
-    f0 = np.interp(tv, grid, np.clip(voice.f0 * 2.0 ** (semitones / 12.0), 50.0, 600.0))
+        tremor = np.sin(2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi))
+        semitones = semitones + style.tremor_st * tremor
+    return np.interp(times, grid, np.clip(voice.f0 * 2.0 ** (semitones / 12.0), 50.0, 600.0))
 
-    # --- glottal source: Rosenberg flow derivative with jitter/shimmer -----------
-    phase = np.cumsum(f0) / vr
-    n_cycles = int(phase[-1]) + 2
+
+def _glottal_source(
+    f0: np.ndarray,
+    rate: int,
+    voice: _Voice,
+    style: _Style,
+    plan: _Plan,
+    times: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Excitation at ``rate``: jittered, shimmered Rosenberg pulses plus aspiration.
+
+    Returns the source, the mask of clearly voiced samples and the breathiness.
+    """
+    # Jitter: each glottal cycle gets its own small F0 perturbation.
+    phase = np.cumsum(f0) / rate
     jitter = max(voice.jitter + style.jitter, 0.0)
-    shimmer = max(voice.shimmer + style.shimmer, 0.0)
-    cycle_jitter = rng.normal(0.0, jitter, n_cycles)
-    phase = np.cumsum(f0 * (1.0 + cycle_jitter[phase.astype(np.int64)])) / vr
+    cycle_jitter = rng.normal(0.0, jitter, int(phase[-1]) + 2)
+    phase = np.cumsum(f0 * (1.0 + cycle_jitter[phase.astype(np.int64)])) / rate
     cycle = phase.astype(np.int64)
     n_cycles = int(cycle[-1]) + 1
-    cycle_amp = np.exp(rng.normal(0.0, shimmer, n_cycles))
+    # Shimmer, and creak (alternate cycles weakened, increasingly towards the end).
+    cycle_amp = np.exp(rng.normal(0.0, max(voice.shimmer + style.shimmer, 0.0), n_cycles))
     if style.creak > 0:
-        creak_weight = style.creak * (0.3 + 0.7 * np.clip((np.arange(n_cycles) / n_cycles), 0, 1))
-        cycle_amp *= 1.0 - np.minimum(creak_weight, 0.8) * (np.arange(n_cycles) % 2)
+        creak = np.minimum(style.creak * (0.3 + 0.7 * np.arange(n_cycles) / n_cycles), 0.8)
+        cycle_amp *= 1.0 - creak * (np.arange(n_cycles) % 2)
+    # Pulse shape: breathy voice opens longer and closes gently, pressed voice the reverse.
     oq = float(np.clip(voice.oq + style.oq, 0.3, 0.9))
     speed = float(np.clip(2.0 + 5.0 * (0.62 - oq), 1.2, 4.5))
     flow_table, derivative_table = _rosenberg_tables(oq, speed)
     position = ((phase - cycle) * _PULSE_TABLE_SIZE).astype(np.intp)
-    flow = flow_table[position]
-    derivative = derivative_table[position]
-    voicing_env = envelope(voicing, tv)
-    voiced = derivative * cycle_amp[cycle] * voicing_env
-    active = voicing_env > 0.2
+    voicing = _envelope(plan.voicing, times)
+    voiced = derivative_table[position] * cycle_amp[cycle] * voicing
+    active = voicing > 0.2
     source_rms = np.sqrt(np.mean(voiced[active] ** 2)) if active.any() else 1.0
+    # Aspiration: turbulence modulated by the glottal flow, and the VOT of aspirated stops.
     breath = max(voice.breath + style.breath, 0.005)
-    white = rng.standard_normal(n_voice)
-    source = voiced + source_rms * white * (
-        breath * (0.35 + 0.65 * flow) * voicing_env + 0.6 * envelope(aspiration, tv)
-    )
+    noise = rng.standard_normal(times.size)
+    aspiration = breath * (0.35 + 0.65 * flow_table[position]) * voicing + 0.6 * _envelope(plan.aspiration, times)
+    return voiced + source_rms * noise * aspiration, active, breath
 
-    # --- vocal tract ----------------------------------------------------------
-    frame_times = np.arange(-(-n_voice // _HOP) + 1) * _HOP / vr
-    f_order = np.argsort(f_times, kind="stable")
-    key_times = np.asarray(f_times)[f_order]
-    key_values = np.asarray(f_values)[f_order]
+
+def _vocal_tract(
+    source: np.ndarray,
+    rate: int,
+    upsample: int,
+    voice: _Voice,
+    style: _Style,
+    plan: _Plan,
+    breath: float,
+) -> np.ndarray:
+    """Formant trajectories from the plan, scaled to the actor's vocal tract; filter and upsample."""
+    frame_times = np.arange(-(-source.size // _HOP) + 1) * _HOP / rate
+    order = np.argsort(plan.formant_times, kind="stable")
+    key_times = np.asarray(plan.formant_times)[order]
+    key_values = np.asarray(plan.formant_values)[order]
     scale = voice.vtl_scale * np.array([np.exp(style.f1_log), np.exp(style.f2_log), 1.0])
     formants = np.empty((frame_times.size, 5))
     for k in range(3):
         formants[:, k] = np.interp(frame_times, key_times, key_values[:, k]) * scale[k]
     formants[:, 3] = voice.f4
     formants[:, 4] = voice.f5
-    formants = np.minimum(formants, 0.45 * vr)
+    formants = np.minimum(formants, 0.45 * rate)
     bandwidths = np.array([70.0, 100.0, 140.0, 220.0, 300.0]) * voice.bandwidth_factor
     bandwidths = np.broadcast_to(bandwidths, formants.shape).copy()
     bandwidths[:, 0] += 120.0 * breath  # glottal losses widen F1
-    freqs = np.fft.rfftfreq(_NFFT, 1.0 / vr)
+    freqs = np.fft.rfftfreq(_NFFT, 1.0 / rate)
     tilt = _BASE_TILT_DB + voice.tilt_db + style.tilt_db
     shelf = 10.0 ** (tilt * 0.5 * np.log2(1.0 + (freqs / 500.0) ** 2) / 20.0)
-    speech = _formant_filter(source, formants, bandwidths, shelf, vr, upsample)
+    return _formant_filter(source, formants, bandwidths, shelf, rate, upsample)
+
+
+def synthesize_clip(
+    clip: ClipName, seed: int, clip_seconds: float, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """Render one clip: float32 mono samples in [-1, 1] at ``sample_rate``.
+
+    Depends only on ``seed``, the clip's codes, ``clip_seconds`` and
+    ``sample_rate``; ``clip_seconds`` is the mean length over the corpus.
+    """
+    _check_clip(clip)
+    seed = _check_seed(seed)
+    clip_seconds = _check_clip_seconds(clip_seconds)
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, numbers.Integral)
+        or not 16_000 <= sample_rate <= 192_000
+    ):
+        raise PipelineError(f"sample_rate must be an integer from 16000 to 192000 Hz, got {sample_rate!r}")
+    sr = int(sample_rate)
+    _keep_large_arrays_in_heap()
+
+    voice = _actor_voice(seed, clip.actor)
+    strength = (1.0 if clip.intensity == 1 else _STRONG) * voice.expressiveness
+    style = _actor_style(seed, clip.actor, clip.emotion).scaled(strength)
+    rng = np.random.default_rng([seed, clip.actor, clip.emotion, clip.intensity, clip.statement, clip.repetition])
+
+    # Timing: tempo sets the speech length; near-silence before and after.
+    tempo = 2.0 ** (style.tempo_log2 + voice.tempo_log2 + rng.normal(0.0, 0.03))
+    repetition_factor = 1.03 if clip.repetition == 1 else 0.97
+    # Speech takes ~2/3 of the clip; the coefficients make the corpus mean ~clip_seconds.
+    speech_s = 0.64 * clip_seconds * repetition_factor / tempo
+    silence_s = 0.32 * clip_seconds * rng.uniform(0.85, 1.15)
+    lead_s = silence_s * rng.uniform(0.45, 0.6)
+    n = int(round((speech_s + silence_s) * sr))
+    duration = n / sr
+    syllables = _STATEMENT_SYLLABLES[clip.statement]
+    weights = np.array([s.weight for s in syllables]) * rng.uniform(0.88, 1.12, len(syllables))
+    bounds = lead_s + speech_s * np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+    plan = _plan_utterance(syllables, bounds, speech_s, rng)
+
+    # Voiced path at the voice rate (half the output rate when that is >= 32 kHz).
+    upsample = 2 if sr % 2 == 0 and sr >= 32_000 else 1
+    rate = sr // upsample
+    voice_times = np.arange(-(-n // upsample)) / rate
+    f0 = _f0_track(voice, style, plan, bounds, duration, voice_times, rng)
+    source, active, breath = _glottal_source(f0, rate, voice, style, plan, voice_times, rng)
+    speech = _vocal_tract(source, rate, upsample, voice, style, plan, breath)
     speech_rms = np.sqrt(np.mean(speech[::upsample][active] ** 2)) if active.any() else 1.0
     speech = speech[:n]
 
-    # --- frication and bursts: shaped noise, made only where it sounds ---------------
-    fric_scale = voice.vtl_scale**0.5
-    noise_shapes = {
-        "burst": lambda f: _log_gaussian(f, 3000.0 * fric_scale, 1.3),
-        "sibilant": lambda f: _log_gaussian(f, 6500.0 * fric_scale, 0.45),
-        "dental": lambda f: _log_gaussian(f, 4000.0 * fric_scale, 1.5),
-    }
-    for kind, shape in noise_shapes.items():
-        env = envelope(noise_env[kind], t)
+    # Frication and bursts: shaped noise at the output rate, made only where it sounds.
+    times = np.arange(n) / sr
+    centre_scale = voice.vtl_scale**0.5
+    for kind in _NOISE_KINDS:
+        env = _envelope(plan.noise[kind], times)
         sounding = np.flatnonzero(env > 0.0)
         if sounding.size:
-            noise = _shaped_noise(rng, sounding.size, sr, shape)
+            centre, octaves = _NOISE_SHAPES[kind]
+            noise = _shaped_noise(
+                rng, sounding.size, sr, lambda f, c=centre * centre_scale, w=octaves: _log_gaussian(f, c, w)
+            )
             speech[sounding] += speech_rms * env[sounding] * noise
 
-    # --- loudness, room noise, headroom -------------------------------------------
+    # Loudness (RMS over the utterance), room noise, headroom.
     level_db = _REFERENCE_LEVEL_DB + voice.level_db + style.level_db + rng.normal(0.0, 0.7)
-    in_speech = (t >= t0) & (t <= t1)
-    rms = np.sqrt(np.mean(speech[in_speech] ** 2))
-    audio = speech * (10.0 ** (level_db / 20.0) / rms)
+    in_speech = (times >= bounds[0]) & (times <= bounds[-1])
+    audio = speech * (10.0 ** (level_db / 20.0) / np.sqrt(np.mean(speech[in_speech] ** 2)))
     # Room noise: white at the voice rate, held for ``upsample`` samples (so it tilts down).
-    room = np.repeat(rng.standard_normal(n_voice), upsample)[:n]
+    room = np.repeat(rng.standard_normal(voice_times.size), upsample)[:n]
     audio += 10.0 ** (voice.noise_floor_db / 20.0) * room
     peak = np.max(np.abs(audio))
-    if peak > _PEAK_LIMIT:
+    if peak > _PEAK_LIMIT:  # rare: the loudest strong-anger clips
         audio *= _PEAK_LIMIT / peak
     return audio.astype(np.float32)
 
