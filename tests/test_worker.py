@@ -92,14 +92,16 @@ def test_a_killed_stage_leaves_no_partial_file_and_the_worker_serves_on(tmp_path
         time.sleep(0.02)
     stage.kill()
     stage.wait()
-    time.sleep(1.0)  # the worker notices at its next progress write
+    log = socket_path().with_suffix(".log")
+    deadline = time.monotonic() + 60  # the worker notices at its next progress write
+    while time.monotonic() < deadline and "client went away; abandoned embed_actor" not in log.read_text():
+        time.sleep(0.05)
+    assert "client went away; abandoned embed_actor" in log.read_text()
     done = sorted(out.glob("*.npy"))
     assert 3 <= len(done) < 60, "the stage was not killed partway through"
     assert not list(out.glob(TEMP_PREFIX + "*"))
     for path in done:
         assert np.load(path).shape[1] == 64  # every file that looks complete is complete
-    log = socket_path().with_suffix(".log").read_text()
-    assert "client went away; abandoned embed_actor" in log
     # The worker still serves, and a rerun gives the same bytes as an uninterrupted in-process run.
     run_task("embed_actor", audio_dir=str(audio), out_dir=str(out), config=_embed_config(tiny_model))
     monkeypatch.setenv("RAVDESS_SER_WORKER", "0")
