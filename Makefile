@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 pipeline: $(STAMP)
 	dvc repro
-	@python -m ravdess_ser.report experiments/metrics.json
+	@python -m ravdess_ser.report experiments/metrics.json experiments/crossval/metrics.json
 	@dvc plots show --out experiments/plots/html >/dev/null && \
 		echo "Plots: experiments/plots/html/index.html (data: experiments/plots/*.csv; or run 'dvc plots show')"
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -131,14 +130,19 @@ def folder_bytes(folder: Path) -> int:
 
 
 def stage_peak_rss(project: Path, actor: str) -> float:
-    """Peak RSS in MB of one embed stage run in-process (the worker holds the same model and buffers)."""
+    """Peak RSS in MB of one embed stage run in-process (the worker holds the same model and buffers).
+
+    Measured from a fresh parent whose only child is the stage: RUSAGE_CHILDREN reports the largest
+    child a process ever waited for, which in this script would include dvc and the train stage.
+    """
     env = dict(os.environ, RAVDESS_SER_WORKER="0", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "stages/embed.py", f"data/audio_16k/Actor_{actor}", "/tmp/rss-probe-embeddings"],
-                   cwd=project, env=env, check=True, capture_output=True)
+    probe = ("import resource, subprocess, sys; "
+             f"subprocess.run([sys.executable, 'stages/embed.py', 'data/audio_16k/Actor_{actor}', "
+             "'/tmp/rss-probe-embeddings'], check=True, capture_output=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=project, env=env, check=True, capture_output=True, text=True)
     shutil.rmtree("/tmp/rss-probe-embeddings", ignore_errors=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024
+    return int(out.stdout.split()[-1]) / 1024
 
 
 def client_start_seconds(project: Path) -> float:
@@ -166,8 +170,8 @@ def main() -> None:
     # The project the end-to-end run uses; its corpus and model serve every other measurement too.
     params = {"data": {"actors": actors, "synthetic_clip_seconds": args.clip_seconds},
               "embed": {"model": "models/wav2vec2-base-random"}}
-    if args.actors < 24:  # the default splits need actors 17-24
-        params["train"] = {"val_actors": [args.actors - 1], "test_actors": [args.actors]}
+    if args.actors < 24:  # the default folds need all 24 actors
+        params["train"] = {"folds": {str(a): [a] for a in range(1, args.actors + 1)}, "fold": str(args.actors)}
     project = make_project(args.work / "project", params)
     model_dir = save_random_wav2vec2(project / "models" / "wav2vec2-base-random")
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)

@@ -7,10 +7,11 @@ renamed into place; ``os.replace`` is atomic on POSIX within one filesystem.
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
@@ -56,6 +57,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv_atomic(path: str | Path, records: Sequence[dict]) -> None:
+    """A CSV with a header row; the columns are the first record's keys."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:

@@ -28,7 +28,13 @@ PARAMS_FILE = Path("params.yaml")
 
 def param(default, help: str):
     """A config field with its ``--help`` text."""
+    if isinstance(default, dict):  # a mutable default: every config gets its own copy
+        return dataclasses.field(default_factory=lambda: dict(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _default(field: dataclasses.Field):
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 def read_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -51,6 +57,8 @@ def _field_parser(annotation) -> tuple[Callable[[str], Any], str | None]:
         return _field_parser(inner[0])
     if origin in (tuple, list):
         return typing.get_args(annotation)[0], "*"
+    if origin is dict:
+        return yaml.safe_load, None  # e.g. --folds "{'1': [1, 2], '2': [3, 4]}"
     if annotation is bool:
         return lambda text: text.lower() in ("1", "true", "yes"), None
     return annotation, None
@@ -79,7 +87,7 @@ def parse_stage_config(config_cls, section: str, description: str, positionals: 
         parser.add_argument(name, type=Path, help=help_text)
     for f in dataclasses.fields(config_cls):
         value_type, nargs = _field_parser(hints[f.name])
-        default = values.get(f.name, f.default)
+        default = values.get(f.name, _default(f))
         default = tuple(default) if isinstance(default, list) else default
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", dest=f.name, type=value_type, nargs=nargs, default=default,

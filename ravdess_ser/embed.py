@@ -1,4 +1,4 @@
-"""wav2vec2 frame embeddings through Hugging Face ``transformers``.
+"""wav2vec2 frame embeddings through Hugging Face ``transformers`` (also HuBERT and WavLM).
 
 One ``(time, features)`` float32 array per clip, from a chosen transformer
 layer. ``layer`` counts transformer blocks: 0 is the transformer's input (the
@@ -9,6 +9,12 @@ layer costs only what it needs.
 
 Each clip is embedded on its own, so a clip's result never depends on what
 else was in a batch (wav2vec2-base's group norm makes padded batches differ).
+
+With ``layer_summary`` the model runs all its layers once, and the same forward
+pass also yields a compact per-layer summary of each clip: every hidden layer's
+mean and standard deviation over time, ``(layers + 1, 2, features)``, saved to
+``<out_dir>/layer_summary/<clip>.npy``. The classifier can then pick any layer,
+or learn a weighted sum of all of them, without embedding again.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ from ravdess_ser.errors import PipelineError
 log = logging.getLogger(__name__)
 
 MODES = ("exact", "fast")
+# Encoders with wav2vec2's layout: the same feature extractor, CNN front end and encoder.layers.
+SPEECH_ENCODERS = ("wav2vec2", "hubert", "wavlm")
 STORAGE_DTYPES = ("float32", "float16")
+LAYER_SUMMARY_DIR = "layer_summary"
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,8 @@ class EmbedConfig:
                       "float16 length-bucketed batches on CUDA (see README for the trade-off)")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
+    layer_summary: bool = param(False, "also save every layer's mean and std over time, (layers + 1, 2, features), "
+                                "to <out_dir>/layer_summary/<clip>.npy; runs all layers, in the same forward pass")
 
 
 def _looks_like_path(model: str) -> bool:
@@ -71,14 +82,18 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 def _load_pretrained(config: EmbedConfig):
     """The feature extractor and model: from a local folder, the HF cache, or the hub, in that order."""
-    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+    from transformers import AutoConfig, AutoModel, Wav2Vec2FeatureExtractor
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per weight file is noise in a stage log
 
     def load(source: str, **kwargs):
+        model_type = AutoConfig.from_pretrained(source, **kwargs).model_type
+        if model_type not in SPEECH_ENCODERS:
+            raise PipelineError(f"'{source}' is a {model_type} model; embed.model must be one of: "
+                                f"{', '.join(SPEECH_ENCODERS)}")
         extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, **kwargs)
-        return extractor, Wav2Vec2Model.from_pretrained(source, **kwargs)
+        return extractor, AutoModel.from_pretrained(source, **kwargs)
 
     folder = Path(config.model).expanduser()
     if folder.exists():
@@ -87,7 +102,7 @@ def _load_pretrained(config: EmbedConfig):
         try:
             return load(str(folder))
         except (OSError, ValueError) as error:
-            raise PipelineError(f"cannot load a wav2vec2 model from this folder ({error})", folder) from None
+            raise PipelineError(f"cannot load a speech model from this folder ({error})", folder) from None
     if _looks_like_path(config.model):
         raise PipelineError("model folder does not exist (embed.model)", folder)
     try:
@@ -108,18 +123,22 @@ def _load_pretrained(config: EmbedConfig):
     )
 
 
+def check_layer(layer: int, num_layers: int) -> None:
+    if not (layer == -1 or 0 <= layer <= num_layers):
+        raise PipelineError(
+            f"embed.layer={layer} is out of range: this model has {num_layers} transformer layers "
+            f"(use 0..{num_layers}, or -1 for the last hidden state)"
+        )
+
+
 def truncate_to_layer(model, layer: int):
     """Drop the transformer blocks above ``layer`` so they are never computed."""
     import torch
 
     num_layers = model.config.num_hidden_layers
+    check_layer(layer, num_layers)
     if layer == -1 or layer == num_layers:
         return model
-    if not 0 <= layer < num_layers:
-        raise PipelineError(
-            f"embed.layer={layer} is out of range: this model has {num_layers} transformer layers "
-            f"(use 0..{num_layers}, or -1 for the last hidden state)"
-        )
     model.encoder.layers = model.encoder.layers[:layer]
     if model.config.do_stable_layer_norm:
         # Pre-LN models apply a final LayerNorm after the last block only; block k's own output has none.
@@ -146,7 +165,11 @@ class Wav2Vec2Embedder:
         self.extractor, model = _load_pretrained(config)
         self.sample_rate = self.extractor.sampling_rate
         self.receptive_field = _receptive_field(model.config)
-        self.model = truncate_to_layer(model, config.layer).to(self.device).eval()
+        if config.layer_summary:
+            check_layer(config.layer, model.config.num_hidden_layers)  # the summary needs every layer: keep them all
+        else:
+            model = truncate_to_layer(model, config.layer)
+        self.model = model.to(self.device).eval()
 
     def _autocast(self):
         import torch
@@ -167,18 +190,37 @@ class Wav2Vec2Embedder:
         """The feature extractor's input normalisation, applied to one clip on its own."""
         return self.extractor(samples, sampling_rate=self.sample_rate, return_tensors="np").input_values[0]
 
-    def embed(self, samples: np.ndarray) -> np.ndarray:
-        """Embed one clip: ``(samples,)`` float at the model's rate -> ``(frames, features)`` float32."""
+    def _forward(self, inputs: dict):
+        """The chosen layer's frames ``(batch, time, features)``, and with ``layer_summary`` every
+        layer's, ``(batch, layers + 1, time, features)``, from one forward pass."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            output = self.model(**inputs, output_hidden_states=self.config.layer_summary)
+        if not self.config.layer_summary:
+            return output.last_hidden_state.float(), None
+        # hidden_states[k] is the output of block k (0: the transformer's input), what truncation keeps. The top
+        # layer is the model's output, after the final LayerNorm of pre-LN models, as embed.layer=-1 gives it
+        # (transformers' hidden_states[-1] stops before that LayerNorm).
+        layers = (*output.hidden_states[:-1], output.last_hidden_state)
+        return layers[self.config.layer].float(), torch.stack(layers, dim=1).float()
+
+    def _embed_one(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
         self.check_length(samples)
         input_values = torch.from_numpy(self._normalise(samples)).unsqueeze(0).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            hidden = self.model(input_values).last_hidden_state
-        return hidden[0].float().cpu().numpy()
+        frames, layers = self._forward({"input_values": input_values})
+        return frames[0].cpu().numpy(), None if layers is None else summarise_layers(layers[0])
 
-    def embed_many(self, clips: list[np.ndarray]) -> Iterator[np.ndarray]:
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        """Embed one clip: ``(samples,)`` float at the model's rate -> ``(frames, features)`` float32."""
+        return self._embed_one(samples)[0]
+
+    def embed_many(self, clips: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Embed clips in order: one at a time, or on CUDA in fast mode as length-bucketed batches.
+
+        Yields each clip's ``(frames, layer summary)``; the summary is None unless ``layer_summary`` is on.
 
         Batching pads the shorter clips of a batch with zeros after their own
         normalisation, and each clip's frames are cut back to its own length.
@@ -189,18 +231,21 @@ class Wav2Vec2Embedder:
         ``mode=fast`` on a GPU; ``mode=exact`` never batches.
         """
         if not (self.config.mode == "fast" and self.device.type == "cuda"):
-            yield from (self.embed(clip) for clip in clips)
+            yield from (self._embed_one(clip) for clip in clips)
             return
         for clip in clips:
             self.check_length(clip)
-        results: dict[int, np.ndarray] = {}
+        results: dict[int, tuple] = {}
         for batch in length_buckets([clip.shape[0] for clip in clips], self.config.batch_seconds * self.sample_rate):
-            for index, features in zip(batch, self.embed_batch([clips[i] for i in batch])):
-                results[index] = features
+            for index, embedded in zip(batch, self._embed_batch([clips[i] for i in batch])):
+                results[index] = embedded
         yield from (results[i] for i in range(len(clips)))
 
     def embed_batch(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """One zero-padded batch through the model; every clip's frames cut back to its own length."""
+        return [frames for frames, _ in self._embed_batch(clips)]
+
+    def _embed_batch(self, clips: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         import torch
 
         lengths = [clip.shape[0] for clip in clips]
@@ -212,10 +257,12 @@ class Wav2Vec2Embedder:
         inputs = {"input_values": torch.from_numpy(padded).to(self.device)}
         if self.model.config.feat_extract_norm == "layer":
             inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
-        with torch.inference_mode(), self._autocast():
-            hidden = self.model(**inputs).last_hidden_state.float().cpu().numpy()
+        hidden, layers = self._forward(inputs)
+        hidden = hidden.cpu().numpy()
         frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
-        return [hidden[row, : frames[row]] for row in range(len(clips))]
+        # Each clip's summary covers its own frames only, never the padding.
+        return [(hidden[row, : frames[row]], None if layers is None else summarise_layers(layers[row, :, : frames[row]]))
+                for row in range(len(clips))]
 
 
 def length_buckets(lengths: list[int], max_padded_samples: float, max_length_ratio: float = 1.25) -> list[list[int]]:
@@ -244,13 +291,33 @@ def _receptive_field(model_config) -> int:
     return field
 
 
+def summarise_layers(layers) -> np.ndarray:
+    """``(layers, time, features)`` tensor -> ``(layers, 2, features)``: each layer's mean and std over time.
+
+    The standard deviation is the population one (divided by the frame count), as the
+    classifier's own mean+std pooling computes it from frames.
+    """
+    import torch
+
+    std, mean = torch.std_mean(layers, dim=1, correction=0)
+    return torch.stack([mean, std], dim=1).cpu().numpy()
+
+
+def layer_summary_path(embedding: Path) -> Path:
+    """Where the layer summary of the clip whose frames are at ``embedding`` is stored."""
+    return Path(embedding).parent / LAYER_SUMMARY_DIR / Path(embedding).name
+
+
 def save_embedding(path: Path, features: np.ndarray, storage: str) -> None:
     with atomic_path(path) as tmp:
         np.save(tmp, features.astype(storage, copy=False))
 
 
 def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
-    """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``."""
+    """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``.
+
+    With ``layer_summary``, each clip's layer summary goes to ``out_dir/layer_summary/<clip>.npy``.
+    """
     from tqdm import tqdm
 
     audio_dir, out_dir = Path(audio_dir), Path(out_dir)
@@ -258,6 +325,7 @@ def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, prog
         raise PipelineError("audio folder does not exist", audio_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(out_dir / LAYER_SUMMARY_DIR)
     skipped, paths, clips = [], [], []
     for path in sorted(path for path in audio_dir.iterdir() if is_wav(path)):
         try:
@@ -273,9 +341,11 @@ def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, prog
         clips.append(samples)
     written = []
     bar = tqdm(total=len(clips), desc=f"embed {audio_dir.name}", unit="clip", disable=not progress)
-    for path, features in zip(paths, embedder.embed_many(clips)):
+    for path, (features, summary) in zip(paths, embedder.embed_many(clips)):
         target = out_dir / (path.stem + ".npy")
         save_embedding(target, features, embedder.config.storage)
+        if summary is not None:
+            save_embedding(layer_summary_path(target), summary, embedder.config.storage)
         written.append(target)
         bar.update()
     bar.close()

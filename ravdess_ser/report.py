@@ -1,4 +1,4 @@
-"""Print the headline metrics of a training run: ``python -m ravdess_ser.report experiments/metrics.json``."""
+"""Print the headline metrics: ``python -m ravdess_ser.report experiments/metrics.json [crossval/metrics.json]``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,18 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def format_crossval(metrics: dict) -> str:
+    parts = [f"{name} {metrics[key]['mean']:.3f} ± {metrics[key]['std']:.3f}"
+             for key, name in (("accuracy", "accuracy"), ("unweighted_accuracy", "UA"), ("macro_f1", "macro F1"))]
+    return f"{metrics['folds']}-fold speaker-independent cross-validation: " + ", ".join(parts)
+
+
 def main() -> None:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/metrics.json")
     print(f"Metrics ({path}):")
     print(format_metrics(json.loads(path.read_text())))
+    for crossval in map(Path, sys.argv[2:]):
+        print(f"{format_crossval(json.loads(crossval.read_text()))} ({crossval})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Stage 5, train: a pooled-MLP emotion classifier on the embeddings, with speaker-independent splits."""
+"""Stage 5, train: a pooled-MLP emotion classifier on the embeddings, tested on one speaker-independent fold.
+
+The train stage runs the fold named by train.fold; the train-fold@<name> stages run every fold of train.folds
+(with --fold <name>) for the crossval stage to aggregate.
+"""
 
 import logging
 from pathlib import Path
@@ -19,7 +23,7 @@ def main() -> None:
     result = train_classifier(read_manifest(args.manifest), Path.cwd(), config)
     save_training_outputs(result, config, args.model, args.metrics, args.plots_dir)
     test = result.metrics["test"]
-    logging.info("test: accuracy %.3f, unweighted accuracy %.3f, macro F1 %.3f (best epoch %d)",
+    logging.info("fold %s: test accuracy %.3f, unweighted accuracy %.3f, macro F1 %.3f (best epoch %d)", config.fold,
                  test["accuracy"], test["unweighted_accuracy"], test["macro_f1"], result.metrics["best_epoch"])
 
 

@@ -1,23 +1,39 @@
 """The pipeline's DVC behaviour, with real `dvc` in a temporary git repo on a tiny corpus.
 
 The scenarios run in order on one project, each committing its result, like a
-researcher's history: fresh repro, no-op repro, unrelated edits, an experiment
-on train, a change of embedding layer, and one changed raw clip.
+researcher's history: fresh repro, no-op repro, a forced rerun that changes no
+byte, unrelated edits, experiments on train params, a change of embedding
+layer, and one changed raw clip.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import zipfile
 
 import pytest
 import soundfile as sf
+import yaml
 
-from dvc_project import dvc, git, make_project, stages_run, update_params
+from dvc_project import REPO_ROOT, TRAINING_STAGES, dvc, git, make_project, stages_run, update_params
 
 ACTORS = ["01", "02", "03"]
-ALL_STAGES = {"download", "label-manifest", "train"} | {f"{s}@{a}" for s in ("resample", "embed") for a in ACTORS}
+ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for s in ("resample", "embed") for a in ACTORS}
+
+
+@pytest.mark.parametrize("stage, script", [("train", "train"), ("train-fold", "train"), ("crossval", "crossval"),
+                                           ("layer-sweep", "layer_sweep")])
+def test_a_training_stage_lists_exactly_the_modules_its_script_imports(stage, script):
+    definition = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"][stage]
+    listed = {dep for dep in definition.get("do", definition)["deps"] if dep.startswith("ravdess_ser/")}
+    imported = subprocess.run(
+        [sys.executable, "-c", f"import runpy, sys; runpy.run_path('stages/{script}.py'); "
+                               "print(*sorted(m for m in sys.modules if m.startswith('ravdess_ser.')))"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert listed == {f"ravdess_ser/{name.split('.')[1]}.py" for name in imported}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +59,13 @@ def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project):
     assert {"accuracy", "unweighted_accuracy", "macro_f1", "recall"} <= set(metrics["test"])
     for actor in ACTORS:
         embeddings = sorted((project / f"experiments/audio_embeddings/Actor_{actor}").glob("*.npy"))
-        assert len(embeddings) == 60
+        summaries = sorted((project / f"experiments/audio_embeddings/Actor_{actor}/layer_summary").glob("*.npy"))
+        assert len(embeddings) == len(summaries) == 60
+    crossval = json.loads((project / "experiments/crossval/metrics.json").read_text())
+    assert crossval["folds"] == 3 and crossval["test_clips"] == 180  # every clip tested once
+    assert {"mean", "std"} == set(crossval["unweighted_accuracy"])
+    sweep = json.loads((project / "experiments/layer_sweep/metrics.json").read_text())
+    assert sweep["layers"] == 5  # the miniature model's transformer input and its 4 blocks
     _commit(project, "repro")
 
     second = dvc(project, "repro")
@@ -51,11 +73,26 @@ def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project):
     assert "Data and pipelines are up to date" in second.stdout
 
 
+def test_a_forced_rerun_of_the_training_stages_changes_no_byte(project):
+    outputs = ["experiments/metrics.json", "experiments/model/classifier.safetensors",
+               "experiments/crossval/metrics.json", "experiments/layer_sweep/layers.csv"]
+    before = {path: (project / path).read_bytes() for path in outputs}
+    for stage in ("train", "train-fold@2", "crossval", "layer-sweep"):
+        assert stages_run(dvc(project, "repro", "--force", "--single-item", stage).stdout) == {stage}
+    assert {path: (project / path).read_bytes() for path in outputs} == before
+    assert git(project, "status", "--porcelain").stdout == ""  # dvc.lock too: same hashes
+
+
 def test_metrics_and_plots_commands_work(project):
-    shown = dvc(project, "metrics", "show", "--json")
-    assert "unweighted_accuracy" in shown.stdout
-    plots = dvc(project, "plots", "show", "--json")
-    assert "Test confusion matrix" in plots.stdout and "Training curves" in plots.stdout
+    shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)[""]["data"]
+    assert "unweighted_accuracy" in shown["experiments/metrics.json"]["data"]["test"]
+    assert {"mean", "std"} == set(shown["experiments/crossval/metrics.json"]["data"]["unweighted_accuracy"])
+    plots = dvc(project, "plots", "show", "--json").stdout
+    for title in ("Test confusion matrix", "Training curves", "Cross-validated confusion matrix, normalised",
+                  "Cross-validated recall per emotion", "Fold 2, validation unweighted accuracy",
+                  "Layer sweep, cross-validated unweighted accuracy", "learned weight of each layer"):
+        assert title in plots
+    assert '"type": "error"' not in plots and '"error"' not in plots
 
 
 def test_unrelated_edits_rerun_nothing(project):
@@ -66,24 +103,37 @@ def test_unrelated_edits_rerun_nothing(project):
     _commit(project, "unrelated edits")
 
 
-def test_code_edit_reruns_only_the_stage_that_imports_it(project):
-    with open(project / "ravdess_ser/train.py", "a") as handle:
+@pytest.mark.parametrize("module, importers", [
+    ("ravdess_ser/train.py", TRAINING_STAGES - {"crossval"}),
+    ("ravdess_ser/crossval.py", TRAINING_STAGES),
+    ("ravdess_ser/layer_sweep.py", {"layer-sweep"}),
+])
+def test_code_edit_reruns_only_the_stages_that_import_it(project, module, importers):
+    with open(project / module, "a") as handle:
         handle.write("\n# a comment\n")
-    assert set(json.loads(dvc(project, "status", "--json").stdout)) == {"train"}
-    git(project, "checkout", "ravdess_ser/train.py")
+    assert set(json.loads(dvc(project, "status", "--json").stdout)) == importers
+    git(project, "checkout", module)
 
 
-def test_experiment_on_a_train_param_reruns_only_train(project):
-    result = dvc(project, "exp", "run", "-S", "train.hidden_size=48")
-    assert stages_run(result.stdout) == {"train"}
-    assert "hidden_size" in dvc(project, "exp", "show", "--json").stdout
+@pytest.mark.parametrize("change, rerun", [
+    # A classifier setting: every training stage, and the report of the folds.
+    (["train.hidden_size=48"], TRAINING_STAGES),
+    # The train stage's own fold: nothing else reads it.
+    (["train.fold=3"], {"train"}),
+    # The classifier's features: the sweep sets them itself.
+    (["train.features=layer_summary", "train.layer=2"], TRAINING_STAGES - {"layer-sweep"}),
+])
+def test_experiment_on_a_train_param_reruns_only_the_stages_that_read_it(project, change, rerun):
+    result = dvc(project, "exp", "run", *[arg for setting in change for arg in ("-S", setting)])
+    assert stages_run(result.stdout) == rerun
+    assert change[0].split("=")[0].split(".")[1] in dvc(project, "exp", "show", "--json").stdout
     _reset(project)
 
 
 def test_changing_the_embedding_layer_reruns_embed_and_downstream_but_not_resample(project):
     update_params(project, {"embed": {"layer": 2}})
     result = dvc(project, "repro")
-    assert stages_run(result.stdout) == {f"embed@{a}" for a in ACTORS} | {"label-manifest", "train"}
+    assert stages_run(result.stdout) == {f"embed@{a}" for a in ACTORS} | {"label-manifest"} | TRAINING_STAGES
     _reset(project)
 
 
@@ -114,4 +164,4 @@ def test_one_changed_raw_clip_reruns_only_that_actors_stages(project, tmp_path):
     md5 = hashlib.md5(changed.read_bytes()).hexdigest()
     update_params(project, {"data": {"zip_path": str(changed), "md5": md5}})
     result = dvc(project, "repro")
-    assert stages_run(result.stdout) == {"download", "resample@02", "embed@02", "label-manifest", "train"}
+    assert stages_run(result.stdout) == {"download", "resample@02", "embed@02", "label-manifest"} | TRAINING_STAGES

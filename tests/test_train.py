@@ -1,18 +1,29 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ravdess_ser.crossval import DEFAULT_FOLDS, fold_actors
+from ravdess_ser.embed import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
-from ravdess_ser.ravdess import EMOTIONS, speech_clip_names
-from ravdess_ser.train import (PooledMLPClassifier, TrainConfig, load_classifier, pad_batch, save_classifier,
-                               split_by_actor, train_classifier)
+from ravdess_ser.metrics import classification_metrics
+from ravdess_ser.ravdess import ALL_ACTORS, EMOTIONS, speech_clip_names
+from ravdess_ser.train import (LayerSummaryClassifier, PooledMLPClassifier, TrainConfig, load_classifier,
+                               pad_batch, save_classifier, split_by_actor, train_classifier)
+
+SUMMARY_LAYERS = 4
+INFORMATIVE_LAYER = 2
 
 
 def _embedded_corpus(root: Path, actors, dim=16, separation=1.5, seed=0) -> list[ManifestRow]:
-    """Per-clip (time, dim) arrays whose mean encodes the emotion, plus speaker and frame noise."""
+    """Per-clip (time, dim) arrays whose mean encodes the emotion, plus speaker and frame noise.
+
+    Each clip also gets a layer summary, (SUMMARY_LAYERS, 2, dim), in which only layer
+    INFORMATIVE_LAYER is the frames' mean and std; the other layers are noise.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(9, dim)) * separation
     rows = []
@@ -24,13 +35,19 @@ def _embedded_corpus(root: Path, actors, dim=16, separation=1.5, seed=0) -> list
             path = root / f"Actor_{actor:02d}" / f"{clip.stem}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, array.astype(np.float32))
+            summary = rng.normal(size=(SUMMARY_LAYERS, 2, dim))
+            summary[INFORMATIVE_LAYER] = array.mean(axis=0), array.std(axis=0)
+            layer_summary_path(path).parent.mkdir(exist_ok=True)
+            np.save(layer_summary_path(path), summary.astype(np.float32))
             rows.append(ManifestRow(clip_id=clip.stem, actor=actor, gender=clip.gender, emotion=clip.emotion,
                                     emotion_name=clip.emotion_name, embedding_path=path.relative_to(root).as_posix(),
                                     num_frames=int(frames), status=OK))
     return rows
 
 
-FAST = dict(val_actors=(5,), test_actors=(6,), max_epochs=30, patience=5, hidden_size=32, device="cpu")
+# Fold "a" tests on actor 6, validates on the next fold's actor 5 and trains on actors 1-4.
+FAST = dict(folds={"a": (6,), "b": (5,), "c": (1, 2, 3, 4)}, fold="a", max_epochs=30, patience=5, hidden_size=32,
+            device="cpu")
 
 
 def test_classifier_learns_speaker_independently_and_reports_every_metric(tmp_path):
@@ -39,21 +56,25 @@ def test_classifier_learns_speaker_independently_and_reports_every_metric(tmp_pa
     test = result.metrics["test"]
     assert test["accuracy"] > 0.8 and test["unweighted_accuracy"] > 0.8 and test["macro_f1"] > 0.8
     assert set(test["recall"]) == set(EMOTIONS.values())
-    assert result.metrics["splits"] == {"train_actors": [1, 2, 3, 4], "val_actors": [5], "test_actors": [6]}
+    assert result.metrics["splits"] == {"fold": "a", "train_actors": [1, 2, 3, 4], "val_actors": [5], "test_actors": [6]}
     assert len(result.test_predictions) == 60 and {p["actor"] for p in result.test_predictions} == {6}
     assert [h["epoch"] for h in result.history] == list(range(1, len(result.history) + 1))
 
 
 def test_training_is_deterministic(tmp_path):
     rows = _embedded_corpus(tmp_path, range(1, 7), separation=0.4)
-    config = TrainConfig(**FAST | {"pooling": "attentive", "max_epochs": 8})
-    first = train_classifier(rows, tmp_path, config, progress=False)
-    second = train_classifier(rows, tmp_path, config, progress=False)
-    assert first.metrics == second.metrics and first.history == second.history
-    for key, value in first.model.state_dict().items():
-        assert torch.equal(value, second.model.state_dict()[key])
-    other_seed = train_classifier(rows, tmp_path, TrainConfig(**FAST | {"pooling": "attentive", "max_epochs": 8, "seed": 1}), progress=False)
-    assert other_seed.history != first.history
+    for variant in ({"pooling": "attentive"}, {"features": "layer_summary", "layer": "weighted"}):
+        config = TrainConfig(**FAST | variant | {"max_epochs": 8})
+        first = train_classifier(rows, tmp_path, config, progress=False)
+        second = train_classifier(rows, tmp_path, config, progress=False)
+        assert first.metrics == second.metrics and first.history == second.history
+        for key, value in first.model.state_dict().items():
+            assert torch.equal(value, second.model.state_dict()[key])
+        save_classifier(tmp_path / "first.safetensors", first.model, config, first.input_shape)
+        save_classifier(tmp_path / "second.safetensors", second.model, config, second.input_shape)
+        assert (tmp_path / "first.safetensors").read_bytes() == (tmp_path / "second.safetensors").read_bytes()
+        other_seed = train_classifier(rows, tmp_path, replace(config, seed=1), progress=False)
+        assert other_seed.history != first.history
 
 
 @pytest.mark.parametrize("pooling", ["mean", "mean_std", "attentive"])
@@ -66,8 +87,72 @@ def test_padding_never_changes_a_clip_prediction(pooling):
     torch.testing.assert_close(alone[0], batched[0])
 
 
+# ----------------------------------------------------------------------------- folds
+
+
+def _manifest_rows(actors) -> list[ManifestRow]:
+    return [ManifestRow(clip_id=clip.stem, actor=actor, emotion=clip.emotion, status=OK)
+            for actor in actors for clip in speech_clip_names(actor)]
+
+
+def test_every_fold_keeps_its_splits_apart_and_every_actor_is_tested_exactly_once():
+    rows = _manifest_rows(ALL_ACTORS)
+    tested = []
+    for fold in DEFAULT_FOLDS:
+        val_actors, test_actors = fold_actors(DEFAULT_FOLDS, fold)
+        splits = split_by_actor(rows, val_actors, test_actors)
+        actors = {name: {row.actor for row in getattr(splits, name)} for name in ("train", "val", "test")}
+        assert not (actors["train"] & actors["val"] or actors["train"] & actors["test"] or actors["val"] & actors["test"])
+        assert actors["train"] | actors["val"] | actors["test"] == set(ALL_ACTORS)
+        assert actors["test"] == set(DEFAULT_FOLDS[fold])
+        names = list(DEFAULT_FOLDS)
+        assert actors["val"] == set(DEFAULT_FOLDS[names[(names.index(fold) + 1) % len(names)]])
+        tested += sorted(actors["test"])
+    assert sorted(tested) == list(ALL_ACTORS)
+
+
+def test_default_folds_are_gender_balanced():
+    for actors in DEFAULT_FOLDS.values():
+        assert sum(actor % 2 for actor in actors) == len(actors) / 2  # odd actors are male
+
+
+def test_the_last_fold_validates_on_the_first():
+    assert fold_actors(DEFAULT_FOLDS, "4") == (DEFAULT_FOLDS["1"], DEFAULT_FOLDS["4"])
+
+
+@pytest.mark.parametrize("folds, fold, message", [
+    ({"1": [1, 2], "2": [2, 3]}, "1", "actor 2 is listed in fold '1' and in fold '2'"),
+    ({"1": [1, 1], "2": [2]}, "1", "actor 1 is listed twice in fold '1'"),
+    ({1: [1], 2: [2]}, "1", r"fold name 1 must be a string; quote it \('1': \[...\]\)"),
+    ({"1": [1, 2]}, "1", "at least two fold names"),
+    ({"1": [1], "2": []}, "1", r"train.folds\['2'\] must be a non-empty list"),
+    ({"1": [1], "2": ["x"]}, "1", r"train.folds\['2'\] lists 'x', which is not an actor number"),
+    ({"1": [1], "2": [2]}, "3", r"train.fold='3' is not a fold of train.folds \(1, 2\)"),
+])
+def test_bad_fold_assignments_are_rejected(folds, fold, message):
+    with pytest.raises(PipelineError, match=message):
+        TrainConfig(folds=folds, fold=fold)
+
+
+def test_params_from_yaml_and_the_command_line_mean_the_same_config():
+    from_yaml = TrainConfig(folds={"1": [1, 2], "2": [3, 4]}, fold=2, layer=3, features="layer_summary")
+    from_cli = TrainConfig(folds={"1": (1, 2), "2": (3, 4)}, fold="2", layer="3", features="layer_summary")
+    assert from_yaml == from_cli and from_yaml.summary_layer == 3
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"features": "layer_summary", "pooling": "attentive"}, "train.pooling=attentive needs frames"),
+    ({"layer": "2"}, "train.layer=2 needs train.features=layer_summary"),
+    ({"features": "layer_summary", "layer": "last"}, "train.layer='last' is neither a layer number nor 'weighted'"),
+    ({"features": "frames"}, "train.features='frames' is not one of sequence, layer_summary"),
+])
+def test_settings_that_do_not_fit_together_are_rejected(settings, message):
+    with pytest.raises(PipelineError, match=message):
+        TrainConfig(**settings)
+
+
 def test_an_actor_in_two_splits_is_rejected():
-    with pytest.raises(PipelineError, match=r"actor\(s\) \[5\] are listed in both"):
+    with pytest.raises(PipelineError, match=r"actor\(s\) \[5\] are listed in both the validation and the test split"):
         split_by_actor([], val_actors=(5,), test_actors=(5, 6))
 
 
@@ -89,20 +174,96 @@ def test_embeddings_of_mismatched_dimension_are_rejected_naming_the_file(tmp_pat
     rows = _embedded_corpus(tmp_path, range(1, 4))
     odd = tmp_path / rows[5].embedding_path
     np.save(odd, np.zeros((10, 7), dtype=np.float32))
+    config = TrainConfig(**FAST | {"folds": {"1": (3,), "2": (2,), "3": (1,)}, "fold": "1"})
     with pytest.raises(PipelineError, match="has 7 features but") as caught:
-        train_classifier(rows, tmp_path, TrainConfig(**FAST | {"val_actors": (2,), "test_actors": (3,)}), progress=False)
+        train_classifier(rows, tmp_path, config, progress=False)
     assert str(odd) in str(caught.value)
 
 
-def test_saved_classifier_is_byte_deterministic_and_loads_back(tmp_path):
+# ----------------------------------------------------------------------------- layers
+
+
+def test_the_weighted_sum_of_layers_learns_which_layer_carries_the_emotion(tmp_path):
     rows = _embedded_corpus(tmp_path, range(1, 7))
-    result = train_classifier(rows, tmp_path, TrainConfig(**FAST | {"max_epochs": 3}), progress=False)
+    config = TrainConfig(**FAST | {"features": "layer_summary", "layer": "weighted", "max_epochs": 60,
+                                   "patience": 60, "learning_rate": 3e-3})
+    weighted = train_classifier(rows, tmp_path, config, progress=False)
+    weights = weighted.metrics["layer_weights"]
+    assert list(weights) == [str(layer) for layer in range(SUMMARY_LAYERS)]
+    assert pytest.approx(sum(weights.values()), abs=1e-3) == 1.0
+    assert max(weights, key=weights.get) == str(INFORMATIVE_LAYER)
+    assert weighted.metrics["test"]["unweighted_accuracy"] > 0.8
+
+    informative = train_classifier(rows, tmp_path, replace(config, layer=str(INFORMATIVE_LAYER)), progress=False)
+    noise = train_classifier(rows, tmp_path, replace(config, layer="0"), progress=False)
+    assert informative.metrics["test"]["unweighted_accuracy"] > 0.8
+    assert noise.metrics["test"]["unweighted_accuracy"] < 0.4  # chance is 1/8
+    assert "layer_weights" not in informative.metrics
+
+
+def test_the_weighted_sum_of_layer_means_is_the_mean_of_the_weighted_frames():
+    # What makes summaries enough for SUPERB's probe: its input is the time mean of a weighted sum of layers.
+    torch.manual_seed(0)
+    frames = torch.randn(SUMMARY_LAYERS, 30, 8)
+    summary = torch.stack([frames.mean(dim=1), frames.std(dim=1, correction=0)], dim=1)
+    model = LayerSummaryClassifier(SUMMARY_LAYERS, 8, 8, "mean", weighted=True, hidden_size=16, dropout=0.0).eval()
+    with torch.no_grad():
+        model.layer_logits.copy_(torch.randn(SUMMARY_LAYERS))
+        model.layer_mean.copy_(torch.randn(SUMMARY_LAYERS, 8))
+        weights = torch.softmax(model.layer_logits, dim=0)
+        standardised_frames = (frames - model.layer_mean[:, None]) / model.layer_std[:, None]
+        expected = model.mlp((weights[:, None, None] * standardised_frames).sum(dim=0).mean(dim=0, keepdim=True))
+        torch.testing.assert_close(model(summary[None]), expected)
+
+
+def test_layer_summaries_that_were_never_written_are_a_clear_error(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    missing = layer_summary_path(tmp_path / rows[0].embedding_path)
+    missing.unlink()
+    with pytest.raises(PipelineError, match="embed.layer_summary: true") as caught:
+        train_classifier(rows, tmp_path, TrainConfig(**FAST | {"features": "layer_summary"}), progress=False)
+    assert str(missing) in str(caught.value)
+
+
+def test_a_layer_beyond_the_summaries_is_a_clear_error(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    config = TrainConfig(**FAST | {"features": "layer_summary", "layer": str(SUMMARY_LAYERS)})
+    with pytest.raises(PipelineError, match=r"train.layer=4 is out of range: the layer summaries hold layers 0..3"):
+        train_classifier(rows, tmp_path, config, progress=False)
+
+
+# ----------------------------------------------------------------------------- saving, metrics
+
+
+@pytest.mark.parametrize("variant", [{}, {"features": "layer_summary", "layer": "weighted"},
+                                     {"features": "layer_summary", "layer": "1", "pooling": "mean"}])
+def test_saved_classifier_is_byte_deterministic_and_loads_back(tmp_path, variant):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    config = TrainConfig(**FAST | variant | {"max_epochs": 3})
+    result = train_classifier(rows, tmp_path, config, progress=False)
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    save_classifier(first, result.model, TrainConfig(**FAST))
-    save_classifier(second, result.model, TrainConfig(**FAST))
+    save_classifier(first, result.model, config, result.input_shape)
+    save_classifier(second, result.model, config, result.input_shape)
     assert first.read_bytes() == second.read_bytes()
-    model, config = load_classifier(first)
-    assert config == TrainConfig(**FAST)
-    features = torch.randn(2, 30, 16)
-    mask = torch.ones(2, 30, dtype=torch.bool)
-    torch.testing.assert_close(model(features, mask), result.model.eval()(features, mask))
+    model, loaded_config = load_classifier(first)
+    assert loaded_config == config
+    if config.features == "sequence":
+        inputs = (torch.randn(2, 30, 16), torch.ones(2, 30, dtype=torch.bool))
+    else:
+        inputs = (torch.randn(2, *result.input_shape),)
+    torch.testing.assert_close(model(*inputs), result.model.eval()(*inputs))
+
+
+def test_metrics_agree_with_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, size=300)  # class 7 (surprised) never occurs
+    predictions = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 8, size=300))
+    predictions[predictions == 3] = 4  # class 3 (sad) is never predicted
+    present = sorted(set(labels.tolist()))
+    ours = classification_metrics(labels, predictions)
+    assert ours["accuracy"] == round(accuracy_score(labels, predictions), 4)
+    assert ours["unweighted_accuracy"] == round(recall_score(labels, predictions, labels=present, average="macro"), 4)
+    assert ours["macro_f1"] == round(f1_score(labels, predictions, labels=present, average="macro", zero_division=0), 4)
+    assert ours["recall"]["sad"] == 0.0 and "surprised" not in ours["recall"]

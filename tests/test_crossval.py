@@ -1,0 +1,165 @@
+"""Cross-validation by actor: the report aggregated from the folds' runs, and what it refuses to aggregate."""
+
+import csv
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from test_stage_errors import _assert_one_line_error, _stage
+from test_train import FAST, _embedded_corpus
+from ravdess_ser.crossval import FoldResult, aggregate_folds, read_fold, recall_table, write_crossval_report
+from ravdess_ser.errors import PipelineError
+from ravdess_ser.layer_sweep import sweep_layers
+from ravdess_ser.metrics import classification_metrics, confusion_matrix
+from ravdess_ser.ravdess import EMOTION_NAMES
+from ravdess_ser.train import TrainConfig, save_training_outputs, train_classifier
+
+FOLDS = {"1": (1, 2), "2": (3, 4), "3": (5, 6)}
+
+
+def _fold_result(name, test_actors, val_actors, train_actors, labels, predictions) -> FoldResult:
+    """A fold's run as its train stage reports it, for hand-picked test labels and predictions."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    metrics = {"test": classification_metrics(labels, predictions),
+               "splits": {"fold": name, "train_actors": list(train_actors), "val_actors": list(val_actors),
+                          "test_actors": list(test_actors)}}
+    actors = np.resize(test_actors, len(labels))
+    rows = [{"clip_id": f"{name}-{i}", "actor": str(actor), "actual": EMOTION_NAMES[y], "predicted": EMOTION_NAMES[p]}
+            for i, (actor, y, p) in enumerate(zip(actors, labels, predictions))]
+    return FoldResult(name, metrics, rows)
+
+
+def _three_folds(rng=np.random.default_rng(0)) -> list[FoldResult]:
+    results = []
+    for index, name in enumerate(FOLDS):
+        labels = np.repeat(np.arange(8), 10)
+        predictions = np.where(rng.random(80) < 0.4 + 0.2 * index, labels, rng.integers(0, 8, size=80))
+        names = list(FOLDS)
+        val = names[(index + 1) % 3]
+        train = [a for n in names if n not in (name, val) for a in FOLDS[n]]
+        results.append(_fold_result(name, FOLDS[name], FOLDS[val], train, labels, predictions))
+    return results
+
+
+def test_the_report_gives_mean_and_sample_std_over_folds_and_the_summed_confusion():
+    results = _three_folds()
+    report = aggregate_folds(results)
+    for key in ("accuracy", "unweighted_accuracy", "macro_f1"):
+        values = [r.metrics["test"][key] for r in results]
+        assert report[key] == {"mean": round(np.mean(values), 4), "std": round(np.std(values, ddof=1), 4)}
+        assert [fold[key] for fold in report["per_fold"]] == values
+    assert report["folds"] == 3 and report["test_clips"] == 240
+    assert [fold["test_actors"] for fold in report["per_fold"]] == [[1, 2], [3, 4], [5, 6]]
+    expected = sum(confusion_matrix([EMOTION_NAMES.index(p["actual"]) for p in r.predictions],
+                                    [EMOTION_NAMES.index(p["predicted"]) for p in r.predictions]) for r in results)
+    assert report["confusion_matrix"]["counts"] == expected.tolist()
+    assert report["confusion_matrix"]["labels"] == list(EMOTION_NAMES)
+    assert np.sum(report["confusion_matrix"]["counts"]) == 240
+    accuracy_of_all_clips = np.trace(expected) / expected.sum()
+    assert report["pooled"]["accuracy"] == round(accuracy_of_all_clips, 4)
+
+
+def test_per_emotion_recall_is_averaged_over_folds():
+    results = _three_folds()
+    table = recall_table(results)
+    assert [row["emotion"] for row in table] == list(EMOTION_NAMES)
+    for row in table:
+        values = [r.metrics["test"]["recall"][row["emotion"]] for r in results]
+        assert row["recall"] == round(np.mean(values), 4) and row["recall_std"] == round(np.std(values, ddof=1), 4)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r[1].metrics["splits"].update(test_actors=[2, 3, 4], train_actors=[1]),
+     "actor 2 is tested in fold '1' and in fold '2'"),
+    (lambda r: r[0].metrics["splits"].update(train_actors=[1, 5, 6]),
+     r"fold '1': actor\(s\) \[1\] are in both its train and its test split"),
+    (lambda r: r[2].metrics["splits"].update(val_actors=[1, 2, 5]),
+     r"fold '3': actor\(s\) \[5\] are in both its val and its test split"),
+    (lambda r: r[0].predictions[0].update(actor="4"), r"fold '1' has test predictions for actor\(s\) \[4\]"),
+    (lambda r: r.pop() and r.pop(), "needs at least two folds, got 1"),
+])
+def test_leaking_or_overlapping_folds_are_not_aggregated(change, message):
+    results = _three_folds()
+    change(results)
+    with pytest.raises(PipelineError, match=message):
+        aggregate_folds(results)
+
+
+def test_a_fold_that_did_not_run_names_its_stage(tmp_path):
+    with pytest.raises(PipelineError, match=r"fold '2' has no results \(did its stage train-fold@2 run\?\)"):
+        read_fold(tmp_path / "2", "2")
+
+
+def test_results_in_the_wrong_folder_are_refused(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "metrics.json").write_text(json.dumps(
+        {"test": {"accuracy": 1, "unweighted_accuracy": 1, "macro_f1": 1}, "splits": {"fold": "2"}}))
+    (tmp_path / "1" / "test_predictions.csv").write_text("clip_id,actor,actual,predicted\n")
+    with pytest.raises(PipelineError, match="holds the results of fold '2', not of fold '1'"):
+        read_fold(tmp_path / "1", "1")
+
+
+def test_every_fold_trained_saved_read_back_and_aggregated(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
+    results = []
+    for fold in FOLDS:
+        fold_config = replace(config, fold=fold)
+        out = tmp_path / "folds" / fold
+        save_training_outputs(train_classifier(rows, tmp_path, fold_config, progress=False), fold_config,
+                              out / "classifier.safetensors", out / "metrics.json", out)
+        results.append(read_fold(out, fold))
+    report = write_crossval_report(results, tmp_path / "crossval")
+    assert report["test_clips"] == len(rows)  # every clip tested once, by the fold of its actor
+    assert json.loads((tmp_path / "crossval" / "metrics.json").read_text()) == report
+    with open(tmp_path / "crossval" / "test_predictions.csv", newline="") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert sorted(p["clip_id"] for p in predictions) == sorted(row.clip_id for row in rows)
+    assert {(p["fold"], p["actor"]) for p in predictions} == {(f, str(a)) for f, actors in FOLDS.items() for a in actors}
+    assert report["unweighted_accuracy"]["mean"] > 0.8
+
+
+def test_the_layer_sweep_cross_validates_every_layer_and_finds_the_informative_one(tmp_path):
+    from test_train import INFORMATIVE_LAYER, SUMMARY_LAYERS
+
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1", "max_epochs": 40, "patience": 40, "learning_rate": 3e-3})
+    table, metrics = sweep_layers(rows, tmp_path, config)
+    assert [row["layer"] for row in table] == list(range(SUMMARY_LAYERS))
+    assert metrics["best_layer"] == INFORMATIVE_LAYER and metrics["layers"] == SUMMARY_LAYERS
+    assert max(table, key=lambda row: row["weighted_sum_weight"])["layer"] == INFORMATIVE_LAYER
+    assert pytest.approx(sum(row["weighted_sum_weight"] for row in table), abs=1e-3) == 1.0
+    assert metrics["weighted_sum"]["unweighted_accuracy"]["mean"] > 0.8
+    # The sweep's weighted row is the cross-validation of train.features=layer_summary, layer=weighted.
+    runs = [train_classifier(rows, tmp_path, replace(config, features="layer_summary", layer="weighted", fold=fold),
+                             progress=False) for fold in FOLDS]
+    assert metrics["weighted_sum"]["unweighted_accuracy"]["mean"] == round(
+        np.mean([run.metrics["test"]["unweighted_accuracy"] for run in runs]), 4)
+
+
+# ----------------------------------------------------------------------------- the stages on bad input
+
+
+def test_the_crossval_stage_names_a_fold_that_did_not_run(tmp_path):
+    result = _stage(tmp_path, "crossval.py", "folds", "out", params={"train": {"folds": {"1": [1], "2": [2]}}})
+    _assert_one_line_error(result, "folds/1/metrics.json", "fold '1' has no results (did its stage train-fold@1 run?)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_numeric_fold_names_are_refused_before_dvc_silently_drops_their_stages(tmp_path):
+    result = _stage(tmp_path, "train.py", "manifest.csv", "m.safetensors", "metrics.json", "plots",
+                    params={"train": {"folds": {1: [1], 2: [2]}, "fold": 1}})
+    _assert_one_line_error(result, "fold name 1 must be a string; quote it ('1': [...])")
+
+
+@pytest.mark.parametrize("script", ["crossval.py", "layer_sweep.py"])
+def test_the_new_stages_explain_themselves(tmp_path, script):
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / script), "--help"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and "--folds" in result.stdout and "params.yaml" in result.stdout
