@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -101,9 +105,13 @@ def _cosine_per_frame(a, b):
 def test_fast_mode_stays_close_to_exact(tiny_model):
     clip = tone(1.0, 16_000) + 0.01 * np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
     exact = Wav2Vec2Embedder(EmbedConfig(str(tiny_model))).embed(clip)
-    fast = Wav2Vec2Embedder(EmbedConfig(str(tiny_model), mode="fast")).embed(clip)
+    embedder = Wav2Vec2Embedder(EmbedConfig(str(tiny_model), mode="fast"))
+    assert isinstance(embedder.model.encoder.layers[0].feed_forward.intermediate_dense, torch.ao.nn.quantized.dynamic.Linear)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert embedder.model.feature_extractor.conv_layers[0].conv.weight.dtype == torch.bfloat16
+    fast = embedder.embed(clip)
     assert fast.dtype == np.float32 and fast.shape == exact.shape
-    assert not np.array_equal(fast, exact)  # it really ran in bfloat16
+    assert not np.array_equal(fast, exact)  # it really ran in int8 and bfloat16
     assert _cosine_per_frame(fast, exact).mean() > 0.99
 
 
@@ -132,6 +140,25 @@ def test_batched_embedding_with_attention_mask_matches_single_clips(tmp_path):
         np.testing.assert_allclose(features, single, atol=1e-4)
 
 
+def test_length_bucketed_batches_keep_the_clip_order_and_each_clips_own_frames(tmp_path):
+    # The CUDA fast path's logic, run on the CPU in float32: buckets, padding, masks, cutting back, the summaries.
+    model_dir = save_random_wav2vec2(
+        tmp_path / "m", seed=3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=True, feat_extract_norm="layer",
+    )
+    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer_summary=True, batch_seconds=2.0))
+    clips = [tone(seconds, 16_000, 100.0 + 50 * i) for i, seconds in enumerate((0.9, 0.3, 0.8, 0.35, 0.5))]
+    single = list(embedder.embed_many(clips))
+    embedder.batches = True
+    batched = list(embedder.embed_many(clips))
+    assert len(length_buckets([len(c) for c in clips], 2.0 * 16_000)) < len(clips)  # some clips really shared a batch
+    for (frames, summary), (frames_alone, summary_alone) in zip(batched, single):
+        assert frames.shape == frames_alone.shape
+        np.testing.assert_allclose(frames, frames_alone, atol=1e-4)
+        np.testing.assert_allclose(summary, summary_alone, atol=1e-4)
+
+
 def test_float16_storage_halves_the_file_and_bounds_the_error(tmp_path, tiny_model):
     audio = tmp_path / "16k" / "Actor_01"
     write_wav(audio / "03-01-01-01-01-01-01.wav", tone(1.0, 16_000), 16_000)
@@ -144,3 +171,14 @@ def test_float16_storage_halves_the_file_and_bounds_the_error(tmp_path, tiny_mod
     assert sizes["float16"] - 128 <= (sizes["float32"] - 128) / 2  # the .npy header is 128 bytes
     relative = np.abs(arrays["float16"].astype(np.float32) - arrays["float32"]) / np.maximum(np.abs(arrays["float32"]), 1e-3)
     assert relative.max() <= 2**-11  # half precision: 11 significant bits
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "16"), ("64", "64")])
+def test_the_package_bounds_onednns_primitive_cache_unless_the_user_set_it(preset, expected):
+    # Unbounded, the cache keeps buffers for every clip length: an embed stage grew past 2 GB (see the benchmark).
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    out = subprocess.run([sys.executable, "-c", "import os, ravdess_ser; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
