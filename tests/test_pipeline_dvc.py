@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from dvc_project import REPO_ROOT, TRAINING_STAGES, dvc, git, make_project, stages_run, update_params
+from dvc_project import REPO_ROOT, TRAINING_STAGES, dvc, git, make_project, stages_restored, stages_run, update_params
 
 ACTORS = ["01", "02", "03"]
 ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for s in ("resample", "embed") for a in ACTORS}
@@ -88,7 +88,8 @@ def test_metrics_and_plots_commands_work(project):
     assert "unweighted_accuracy" in shown["experiments/metrics.json"]["data"]["test"]
     assert {"mean", "std"} == set(shown["experiments/crossval/metrics.json"]["data"]["unweighted_accuracy"])
     plots = dvc(project, "plots", "show", "--json").stdout
-    for title in ("Test confusion matrix", "Training curves", "Cross-validated confusion matrix, normalised",
+    for title in ("Test confusion matrix", "Training curves", "Validation unweighted accuracy by epoch (the train stage",
+                  "Cross-validated confusion matrix, normalised",
                   "Cross-validated recall per emotion", "Fold 2, validation unweighted accuracy",
                   "Layer sweep, cross-validated unweighted accuracy", "learned weight of each layer"):
         assert title in plots
@@ -127,6 +128,16 @@ def test_experiment_on_a_train_param_reruns_only_the_stages_that_read_it(project
     result = dvc(project, "exp", "run", *[arg for setting in change for arg in ("-S", setting)])
     assert stages_run(result.stdout) == rerun
     assert change[0].split("=")[0].split(".")[1] in dvc(project, "exp", "show", "--json").stdout
+    _reset(project)
+
+
+def test_going_back_to_params_already_run_restores_every_stage_from_the_run_cache(project):
+    update_params(project, {"train": {"dropout": 0.5}})
+    assert stages_run(dvc(project, "repro").stdout) == TRAINING_STAGES
+    git(project, "checkout", "--", "params.yaml")
+    result = dvc(project, "repro")
+    assert stages_run(result.stdout) == set()
+    assert stages_restored(result.stdout) == TRAINING_STAGES  # train too: its plots are plots, not uncached outs
     _reset(project)
 
 
