@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +41,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from dvc_project import dvc, make_project, stages_run  # noqa: E402
+from dvc_project import dvc, environment, make_project, update_params  # noqa: E402
 
-from ravdess_ser.audio import ResampleConfig, read_audio, resample, resample_actor  # noqa: E402
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor  # noqa: E402
+from ravdess_ser.audio import ResampleConfig, read_audio, resample_actor  # noqa: E402
+from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, save_embedding  # noqa: E402
 from ravdess_ser.models import save_random_wav2vec2  # noqa: E402
 from ravdess_ser.ravdess import actor_dirname  # noqa: E402
 from ravdess_ser.synthetic import generate_corpus  # noqa: E402
@@ -121,6 +123,55 @@ def timed_embed(config: EmbedConfig, audio_dir: Path, out_dir: Path) -> tuple[fl
     return loaded - start, time.perf_counter() - loaded
 
 
+def file_io_seconds(audio_paths: list[Path], embeddings: list[Path], out_dir: Path) -> float:
+    """What the embed stage reads and writes: every 16 kHz clip, and every float32 embedding, written atomically."""
+    arrays = [(path.name, np.load(path)) for path in embeddings]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for path in audio_paths:
+        read_audio(path)
+    for name, features in arrays:
+        save_embedding(out_dir / name, features, "float32")
+    return time.perf_counter() - start
+
+
+def timed_repro(project: Path) -> tuple[float, float, dict[str, float]]:
+    """`dvc repro`: its wall time, the time before its first stage starts, and each stage's interval.
+
+    A stage's interval runs from its "Running stage" line to the next one: its command, then DVC hashing
+    and caching its outputs, writing dvc.lock and checking the next stage.
+    """
+    process = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project,
+                               # The worker must outlive the training stages for worker_peak_rss_mb to read it.
+                               env=environment() | {"PYTHONUNBUFFERED": "1", "RAVDESS_SER_WORKER_IDLE": "900"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    start = time.perf_counter()
+    marks, output = [], []
+    for line in process.stdout:
+        output.append(line)
+        if found := re.search(r"Running stage '([^']+)'", line):
+            marks.append((found.group(1), time.perf_counter()))
+    end = time.perf_counter()
+    if process.wait() != 0:
+        raise RuntimeError("dvc repro failed:\n" + "".join(output))
+    intervals = {name: (marks[i + 1][1] if i + 1 < len(marks) else end) - at for i, (name, at) in enumerate(marks)}
+    return end - start, marks[0][1] - start, intervals
+
+
+def worker_peak_rss_mb() -> float | None:
+    """VmHWM of the warm stage worker that `dvc repro` left idling (its peak RSS over every job), then stop it."""
+    found = subprocess.run(["pgrep", "-f", "-n", "ravdess_ser.worker"], capture_output=True, text=True).stdout.split()
+    if not found:
+        return None
+    status = Path(f"/proc/{found[0]}/status").read_text()
+    os.kill(int(found[0]), signal.SIGTERM)
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def import_seconds(module: str) -> float:
+    return best_of(3, lambda: subprocess.run([sys.executable, "-c", f"import {module}"], check=True))
+
+
 def cosine_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
 
@@ -155,7 +206,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actors", type=int, default=24, help="actors in the corpus (3 to 24; each has 60 clips)")
     parser.add_argument("--clip-seconds", type=float, default=3.7, help="mean clip length (RAVDESS: about 3.7 s)")
-    parser.add_argument("--throughput-actors", type=int, default=2, help="actors whose clips time the three modes")
+    parser.add_argument("--throughput-actors", type=int, default=2, help="actors whose clips time the modes")
+    parser.add_argument("--rounds", type=int, default=2, help="each throughput is measured this often, best kept")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a local wav2vec2-base folder (save_pretrained) to measure instead of random weights, "
+                             "e.g. to check fast mode's cosine on real weights; the FLOPs are the same")
     parser.add_argument("--skip-dvc", action="store_true", help="skip the end-to-end `dvc repro`")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ravdess-ser-benchmark"))
     args = parser.parse_args()
@@ -165,17 +220,19 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     actors = [f"{a:02d}" for a in range(1, args.actors + 1)]
     r: dict = {"machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "torch": torch.__version__}, "config": vars(args) | {"work": str(args.work)}}
+                           "torch": torch.__version__}, "config": {k: str(v) for k, v in vars(args).items()}}
 
     # The project the end-to-end run uses; its corpus and model serve every other measurement too.
-    params = {"data": {"actors": actors, "synthetic_clip_seconds": args.clip_seconds},
-              "embed": {"model": "models/wav2vec2-base-random"}}
+    project = make_project(args.work / "project", {})
+    model_dir = args.model.resolve() if args.model else save_random_wav2vec2(project / "models" / "wav2vec2-base-random")
+    r["model"] = str(args.model) if args.model else "random weights, Wav2Vec2Config() defaults"
+    model_param = str(model_dir.relative_to(project)) if model_dir.is_relative_to(project) else str(model_dir)
+    params = {"data": {"actors": actors, "synthetic_clip_seconds": args.clip_seconds}, "embed": {"model": model_param}}
     if args.actors < 24:  # the default folds need all 24 actors
         params["train"] = {"folds": {str(a): [a] for a in range(1, args.actors + 1)}, "fold": str(args.actors)}
-    project = make_project(args.work / "project", params)
-    model_dir = save_random_wav2vec2(project / "models" / "wav2vec2-base-random")
+    update_params(project, params)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
-    subprocess.run(["git", "commit", "-qm", "base-size random model"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-qm", "benchmark corpus and model"], cwd=project, check=True)
 
     start = time.perf_counter()
     dvc(project, "repro", "download")
@@ -188,72 +245,107 @@ def main() -> None:
     r["matmul_gflops"] = {"float32": matmul_gflops(torch.float32), "bfloat16": matmul_gflops(torch.bfloat16)}
     r["flops_per_audio_second"], r["flop_counting"] = flops_per_audio_second(model_dir)
 
-    # 1. throughput on the clips of the first actors
+    # 1. throughput on the clips of the first actors, every measure repeated in rounds, the best kept
     bench = args.work / "throughput"
-    subset = [p for a in actors[: args.throughput_actors] for p in sorted((raw / actor_dirname(int(a))).glob("*.wav"))]
+    measured = actors[: args.throughput_actors]
+    subset = [p for a in measured for p in sorted((raw / actor_dirname(int(a))).glob("*.wav"))]
     subset_seconds = sum(sf.info(p).duration for p in subset)
     r["throughput_subset"] = {"clips": len(subset), "audio_seconds": subset_seconds}
-    naive = naive_loop(subset, model_dir, bench / "naive")
-    resample_seconds = 0.0
     audio_16k = bench / "16k"
-    for actor in actors[: args.throughput_actors]:
-        start = time.perf_counter()
-        resample_actor(raw / f"Actor_{actor}", audio_16k / f"Actor_{actor}", ResampleConfig(), progress=False)
-        resample_seconds += time.perf_counter() - start
     modes = {"exact": EmbedConfig(str(model_dir)), "fast": EmbedConfig(str(model_dir), mode="fast"),
              "exact_layer6": EmbedConfig(str(model_dir), layer=6),
              "exact_float16_storage": EmbedConfig(str(model_dir), storage="float16")}
-    timing: dict[str, float] = {"naive": naive}
-    load_seconds = 0.0
-    for name, config in modes.items():
-        total = 0.0
-        for actor in actors[: args.throughput_actors]:
-            load_seconds, seconds = timed_embed(config, audio_16k / f"Actor_{actor}", bench / name / actor)
-            total += seconds
-        timing[name] = total
-    clips_16k = [read_audio(p)[0] for a in actors[: args.throughput_actors] for p in sorted((audio_16k / f"Actor_{a}").glob("*.wav"))]
-    timing["forward_only"] = forward_only(Wav2Vec2Embedder(modes["exact"]), clips_16k)
-    r["throughput_audio_seconds_per_second"] = {name: subset_seconds / seconds for name, seconds in timing.items()}
-    r["model_load_seconds"] = load_seconds
+    timing: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.rounds):
+        shutil.rmtree(bench, ignore_errors=True)
+        timing["naive"].append(naive_loop(subset, model_dir, bench / "naive"))
+        start = time.perf_counter()
+        for actor in measured:
+            resample_actor(raw / f"Actor_{actor}", audio_16k / f"Actor_{actor}", ResampleConfig(), progress=False)
+        timing["resample"].append(time.perf_counter() - start)
+        for name, config in modes.items():
+            seconds, loads = 0.0, []
+            for actor in measured:
+                load, embed = timed_embed(config, audio_16k / f"Actor_{actor}", bench / name / actor)
+                seconds += embed
+                loads.append(load)
+            timing[name].append(seconds)
+            timing[f"model_load_{name}"].append(min(loads))
+        clips_16k = [read_audio(p)[0] for p in sorted(audio_16k.rglob("*.wav"))]
+        for name in ("exact", "fast"):
+            timing[f"forward_only_{name}"].append(forward_only(Wav2Vec2Embedder(modes[name]), clips_16k))
+        timing["file_io"].append(file_io_seconds(sorted(audio_16k.rglob("*.wav")),
+                                                 sorted((bench / "exact").rglob("*.npy")), bench / "io"))
+    best = {name: min(times) for name, times in timing.items()}
+    r["timing_rounds_seconds"] = dict(timing)
+    throughput_modes = ("naive", "exact", "fast", "exact_layer6", "exact_float16_storage", "forward_only_exact",
+                        "forward_only_fast")
+    r["throughput_audio_seconds_per_second"] = {name: subset_seconds / best[name] for name in throughput_modes}
+    r["model_load_seconds"] = {"exact": best["model_load_exact"], "fast": best["model_load_fast"]}
 
     exact_files = sorted((bench / "exact").rglob("*.npy"))
     cosines = np.concatenate([cosine_per_frame(np.load(p), np.load(bench / "fast" / p.relative_to(bench / "exact")))
                               for p in exact_files])
-    float16 = [np.load(bench / "exact_float16_storage" / p.relative_to(bench / "exact")).astype(np.float32) for p in exact_files]
+    float16 = [np.load(bench / "exact_float16_storage" / p.relative_to(bench / "exact")).astype(np.float32)
+               for p in exact_files]
     float32 = [np.load(p) for p in exact_files]
     r["fast_vs_exact_cosine"] = {"mean": float(cosines.mean()), "min": float(cosines.min())}
     r["float16_storage"] = {
         "max_abs_error": float(max(np.abs(a - b).max() for a, b in zip(float16, float32))),
-        "max_relative_error": float(max((np.abs(a - b) / np.maximum(np.abs(b), 1e-6)).max() for a, b in zip(float16, float32))),
+        "max_relative_error": float(max((np.abs(a - b) / np.maximum(np.abs(b), 1e-6)).max()
+                                        for a, b in zip(float16, float32))),
         "bytes_float32": folder_bytes(bench / "exact"), "bytes_float16": folder_bytes(bench / "exact_float16_storage"),
     }
-    exact_gflops = r["throughput_audio_seconds_per_second"]["exact"] * r["flops_per_audio_second"] / 1e9
-    forward_gflops = r["throughput_audio_seconds_per_second"]["forward_only"] * r["flops_per_audio_second"] / 1e9
-    r["achieved_gflops"] = {"exact_stage": exact_gflops, "forward_only": forward_gflops,
-                            "fraction_of_fp32_matmul": exact_gflops / r["matmul_gflops"]["float32"],
-                            "forward_fraction_of_fp32_matmul": forward_gflops / r["matmul_gflops"]["float32"]}
-    per_audio_second = {"resample": resample_seconds / subset_seconds,
-                        "file_io_and_normalisation": (timing["exact"] - timing["forward_only"]) / subset_seconds,
-                        "forward": timing["forward_only"] / subset_seconds}
+    t = r["throughput_audio_seconds_per_second"]
+    gflops = {name: t[name] * r["flops_per_audio_second"] / 1e9 for name in ("exact", "forward_only_exact", "fast")}
+    r["achieved_gflops"] = gflops | {
+        "exact_fraction_of_fp32_matmul": gflops["exact"] / r["matmul_gflops"]["float32"],
+        "forward_fraction_of_fp32_matmul": gflops["forward_only_exact"] / r["matmul_gflops"]["float32"],
+    }
+    per_audio_second = {"resample": best["resample"] / subset_seconds, "file_io": best["file_io"] / subset_seconds,
+                        "forward": best["forward_only_exact"] / subset_seconds,
+                        "embed_stage": best["exact"] / subset_seconds}
 
     # 3. and 4. end to end
     if not args.skip_dvc:
-        start = time.perf_counter()
-        result = dvc(project, "repro")
-        e2e = time.perf_counter() - start
-        assert "embed@01" in stages_run(result.stdout)
-        forward = per_audio_second["forward"] * audio_seconds
+        total, before_first_stage, intervals = timed_repro(project)
+        r["worker_peak_rss_mb"] = worker_peak_rss_mb()
         client = client_start_seconds(project)
+        training_import = import_seconds("ravdess_ser.train")
+        forward = per_audio_second["forward"] * audio_seconds
+        groups = {"resample": [n for n in intervals if n.startswith("resample@")],
+                  "embed": [n for n in intervals if n.startswith("embed@")],
+                  "training": [n for n in intervals if n.split("@")[0] in ("train", "train-fold", "crossval", "layer-sweep")],
+                  "label-manifest": ["label-manifest"]}
+        group_seconds = {name: sum(intervals[n] for n in stages) for name, stages in groups.items()}
+        embed_in_process = per_audio_second["embed_stage"] * audio_seconds
         parts = {
-            "forward passes (scaled from the subset)": forward,
-            "resampling (scaled)": per_audio_second["resample"] * audio_seconds,
-            "file I/O and input normalisation (scaled)": per_audio_second["file_io_and_normalisation"] * audio_seconds,
-            f"stage clients: {2 * len(actors)} x {client:.2f} s start-up": 2 * len(actors) * client,
-            "worker start-up and one model load (measured once)": load_seconds,
+            "DVC start-up and status checks, before the first stage": before_first_stage,
+            f"resample@XX ({len(groups['resample'])} stages), in all": group_seconds["resample"],
+            "  of which: resampling and its file I/O (in-process rate, scaled)": per_audio_second["resample"] * audio_seconds,
+            f"  of which: stage clients, {len(groups['resample'])} x {client:.2f} s start-up": len(groups["resample"]) * client,
+            f"embed@XX ({len(groups['embed'])} stages), in all": group_seconds["embed"],
+            "  of which: forward passes (scaled)": forward,
+            "  of which: reading clips, writing .npy (scaled)": per_audio_second["file_io"] * audio_seconds,
+            "  of which: the rest of embed_actor in-process: normalisation, layer summaries, copies (scaled)":
+                embed_in_process - forward - per_audio_second["file_io"] * audio_seconds,
+            f"  of which: stage clients, {len(groups['embed'])} x {client:.2f} s start-up": len(groups["embed"]) * client,
+            "  of which: one model load in the warm worker": best["model_load_exact"],
+            "label-manifest": group_seconds["label-manifest"],
+            f"training stages ({', '.join(groups['training'])}), in all": group_seconds["training"],
+            f"  of which: {len(groups['training'])} x {training_import:.2f} s Python start-up and imports":
+                len(groups["training"]) * training_import,
         }
-        parts["label-manifest, train, DVC itself (the rest)"] = e2e - sum(parts.values())
-        r["end_to_end"] = {"dvc_repro_seconds_after_download": e2e, "pure_forward_seconds": forward,
-                           "ratio": e2e / forward, "breakdown_seconds": parts}
+        within_stages = (per_audio_second["resample"] + per_audio_second["embed_stage"]) * audio_seconds \
+            + (len(groups["resample"]) + len(groups["embed"])) * client + best["model_load_exact"]
+        parts["DVC itself and the worker's relay in the per-actor stages (their intervals minus the parts above)"] = \
+            group_seconds["resample"] + group_seconds["embed"] - within_stages
+        data_pipeline = before_first_stage + group_seconds["resample"] + group_seconds["embed"] + group_seconds["label-manifest"]
+        r["end_to_end"] = {
+            "dvc_repro_seconds_after_download": total, "pure_forward_seconds": forward, "ratio": total / forward,
+            "data_pipeline_seconds": data_pipeline, "data_pipeline_ratio": data_pipeline / forward,
+            "stage_intervals_seconds": intervals, "breakdown_seconds": parts,
+        }
         r["embed_stage_peak_rss_mb"] = stage_peak_rss(project, actors[0])
         r["disk_embeddings_bytes"] = folder_bytes(project / "experiments" / "audio_embeddings")
 
@@ -265,36 +357,43 @@ def main() -> None:
 
 def render(r: dict) -> str:
     t = r["throughput_audio_seconds_per_second"]
+    g = r["achieved_gflops"]
+    fp32 = r["matmul_gflops"]["float32"]
     lines = [
         f"Corpus: {r['corpus']['clips']} clips, {r['corpus']['audio_seconds'] / 60:.1f} min of audio; "
-        f"throughput on {r['throughput_subset']['clips']} clips ({r['throughput_subset']['audio_seconds']:.0f} s). "
+        f"throughput on {r['throughput_subset']['clips']} clips ({r['throughput_subset']['audio_seconds']:.0f} s), "
+        f"best of {r['config']['rounds']} rounds. Model: {r['model']}. "
         f"{r['machine']['cores']} cores, torch {r['machine']['torch']}.",
         "",
         "| measure | value |",
         "|---|---|",
         f"| naive loop (load, resample, fp32 forward, save per clip) | {t['naive']:.2f} s audio/s |",
         f"| embed stage, exact mode | {t['exact']:.2f} s audio/s ({t['exact'] / t['naive']:.2f}x naive) |",
-        f"| embed stage, fast mode (bf16 autocast) | {t['fast']:.2f} s audio/s ({t['fast'] / t['exact']:.2f}x exact) |",
+        f"| embed stage, fast mode (int8 linear, bf16 conv) | {t['fast']:.2f} s audio/s ({t['fast'] / t['exact']:.2f}x exact) |",
         f"| exact, embed.layer=6 (blocks 7-12 not computed) | {t['exact_layer6']:.2f} s audio/s ({t['exact_layer6'] / t['exact']:.2f}x) |",
-        f"| forward passes alone, exact | {t['forward_only']:.2f} s audio/s |",
-        f"| fast vs exact, per-frame cosine | mean {r['fast_vs_exact_cosine']['mean']:.4f}, min {r['fast_vs_exact_cosine']['min']:.4f} |",
+        f"| exact, float16 storage | {t['exact_float16_storage']:.2f} s audio/s |",
+        f"| forward passes alone, exact / fast | {t['forward_only_exact']:.2f} / {t['forward_only_fast']:.2f} s audio/s |",
+        f"| fast vs exact, per-frame cosine | mean {r['fast_vs_exact_cosine']['mean']:.5f}, min {r['fast_vs_exact_cosine']['min']:.5f} |",
         f"| model cost | {r['flops_per_audio_second'] / 1e9:.2f} GFLOP per second of audio |",
-        f"| matmul 3072^3, fp32 / bf16 | {r['matmul_gflops']['float32']:.1f} / {r['matmul_gflops']['bfloat16']:.1f} GFLOP/s |",
-        f"| achieved, exact stage / forward alone | {r['achieved_gflops']['exact_stage']:.1f} / {r['achieved_gflops']['forward_only']:.1f} GFLOP/s "
-        f"= {100 * r['achieved_gflops']['fraction_of_fp32_matmul']:.0f}% / {100 * r['achieved_gflops']['forward_fraction_of_fp32_matmul']:.0f}% of fp32 matmul |",
+        f"| matmul 3072^3, fp32 / bf16 | {fp32:.1f} / {r['matmul_gflops']['bfloat16']:.1f} GFLOP/s |",
+        f"| achieved, exact stage / exact forward alone | {g['exact']:.1f} / {g['forward_only_exact']:.1f} GFLOP/s "
+        f"= **{100 * g['exact_fraction_of_fp32_matmul']:.0f}%** / {100 * g['forward_fraction_of_fp32_matmul']:.0f}% of fp32 matmul |",
+        f"| achieved, fast stage (fp32-equivalent FLOPs) | {g['fast']:.1f} GFLOP/s = {100 * g['fast'] / r['matmul_gflops']['bfloat16']:.0f}% of bf16 matmul |",
         f"| float16 storage | {r['float16_storage']['bytes_float16'] / r['float16_storage']['bytes_float32']:.3f}x the bytes; "
         f"max abs error {r['float16_storage']['max_abs_error']:.2e}, max relative {r['float16_storage']['max_relative_error']:.2e} |",
-        f"| model load (base size) | {r['model_load_seconds']:.2f} s |",
+        f"| model load (base size), exact / fast | {r['model_load_seconds']['exact']:.2f} / {r['model_load_seconds']['fast']:.2f} s |",
     ]
     if "end_to_end" in r:
         e = r["end_to_end"]
         lines += [
             f"| download stage (synthesis of the corpus) | {r['download_seconds']:.1f} s |",
-            f"| `dvc repro` after download | {e['dvc_repro_seconds_after_download']:.1f} s |",
-            f"| pure forward time of the same audio | {e['pure_forward_seconds']:.1f} s |",
-            f"| ratio | **{e['ratio']:.3f}** |",
-            f"| embed stage peak RSS | {r['embed_stage_peak_rss_mb']:.0f} MB |",
-            f"| disk, all embeddings (float32) | {r['disk_embeddings_bytes'] / 2**20:.0f} MiB |",
+            f"| `dvc repro` after download, every stage | {e['dvc_repro_seconds_after_download']:.1f} s |",
+            f"| pure forward time of the same audio, exact | {e['pure_forward_seconds']:.1f} s |",
+            f"| ratio, whole `dvc repro` / forward | **{e['ratio']:.3f}** |",
+            f"| ratio, data stages (resample, embed, label-manifest, with DVC's start-up) / forward | **{e['data_pipeline_ratio']:.3f}** |",
+            f"| embed stage peak RSS, in-process (`RAVDESS_SER_WORKER=0`) | {r['embed_stage_peak_rss_mb']:.0f} MB |",
+            f"| warm worker's peak RSS over the whole `dvc repro` | {r['worker_peak_rss_mb'] or float('nan'):.0f} MB |",
+            f"| disk, all embeddings (float32, with layer summaries) | {r['disk_embeddings_bytes'] / 2**20:.0f} MiB |",
             "",
             "Breakdown of `dvc repro` after download:",
             "",
