@@ -317,6 +317,8 @@ def main() -> None:
                   "embed": [n for n in intervals if n.startswith("embed@")],
                   "training": [n for n in intervals if n.split("@")[0] in ("train", "train-fold", "crossval", "layer-sweep")],
                   "label-manifest": ["label-manifest"]}
+        if len(groups["embed"]) != len(actors):  # a breakdown of a repro that restored stages would mean nothing
+            raise RuntimeError(f"dvc repro ran {len(groups['embed'])} embed stages, expected {len(actors)}")
         group_seconds = {name: sum(intervals[n] for n in stages) for name, stages in groups.items()}
         embed_in_process = per_audio_second["embed_stage"] * audio_seconds
         parts = {
@@ -327,7 +329,7 @@ def main() -> None:
             f"embed@XX ({len(groups['embed'])} stages), in all": group_seconds["embed"],
             "  of which: forward passes (scaled)": forward,
             "  of which: reading clips, writing .npy (scaled)": per_audio_second["file_io"] * audio_seconds,
-            "  of which: the rest of embed_actor in-process: normalisation, layer summaries, copies (scaled)":
+            "  of which: the rest of embed_actor in-process, normalisation and copies (a difference of two measurements)":
                 embed_in_process - forward - per_audio_second["file_io"] * audio_seconds,
             f"  of which: stage clients, {len(groups['embed'])} x {client:.2f} s start-up": len(groups["embed"]) * client,
             "  of which: one model load in the warm worker": best["model_load_exact"],
