@@ -36,8 +36,11 @@ def reference(tmp_path_factory):
     return _outputs(project)
 
 
-def _stage_pid(pattern: str) -> int | None:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+def _stage_pid(command: str) -> int | None:
+    # Anchored: DVC runs the command through $SHELL, or /bin/sh when SHELL is unset, and dash does not exec a
+    # `-c` command, so an unanchored match can find the shell, whose death leaves the stage running.
+    found = subprocess.run(["pgrep", "-f", f"^{command}"], capture_output=True, text=True).stdout.split()
+    assert len(found) <= 1, f"more than one process runs {command}"
     return int(found[0]) if found else None
 
 
@@ -47,11 +50,11 @@ def test_killed_embed_stage_leaves_nothing_half_written_and_rerun_matches(tmp_pa
     embeddings = project / "experiments/audio_embeddings/Actor_02"
     repro = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=environment(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    pattern = f"stages/embed.py data/audio_16k/Actor_02 {embeddings.relative_to(project)}"
+    command = f"python stages/embed.py data/audio_16k/Actor_02 {embeddings.relative_to(project)}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(embeddings.glob("*.npy"))) < 5:
         time.sleep(0.01)
-    pid = _stage_pid(pattern)
+    pid = _stage_pid(command)
     assert pid is not None, "embed@02 was not running"
     subprocess.run(["kill", f"-{sig.value}", str(pid)], check=True)
     output, _ = repro.communicate(timeout=120)
