@@ -13,6 +13,7 @@ from conftest import REPO_ROOT
 from test_stage_errors import _assert_one_line_error, _stage
 from test_train import FAST, _embedded_corpus
 from ravdess_ser.crossval import FoldResult, aggregate_folds, read_fold, recall_table, write_crossval_report
+from ravdess_ser.embed import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.layer_sweep import sweep_layers
 from ravdess_ser.metrics import classification_metrics, confusion_matrix
@@ -140,6 +141,22 @@ def test_the_layer_sweep_cross_validates_every_layer_and_finds_the_informative_o
                              progress=False) for fold in FOLDS]
     assert metrics["weighted_sum"]["unweighted_accuracy"]["mean"] == round(
         np.mean([run.metrics["test"]["unweighted_accuracy"] for run in runs]), 4)
+
+
+def test_the_layer_sweep_gives_the_same_results_in_one_process_or_a_pool(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
+    assert sweep_layers(rows, tmp_path, config, processes=2) == sweep_layers(rows, tmp_path, config, processes=1)
+
+
+def test_a_bad_summary_read_in_a_pool_process_is_reported_with_its_path(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    broken = layer_summary_path(tmp_path / rows[-1].embedding_path)
+    broken.write_bytes(b"not an array")
+    with pytest.raises(PipelineError) as raised:
+        sweep_layers(rows, tmp_path, TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"}), processes=2)
+    assert raised.value.path == broken and "cannot read embedding" in raised.value.reason
+    assert str(raised.value).startswith(f"{broken}: cannot read embedding")
 
 
 # ----------------------------------------------------------------------------- the stages on bad input
