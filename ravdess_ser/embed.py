@@ -295,8 +295,9 @@ def quantise_for_cpu(model):
     one scale per output channel, and int8 activations quantised on the fly
     (torch's dynamic quantisation, VNNI kernels). The convolutional front end
     and the positional convolution run in bfloat16 where oneDNN has native
-    bfloat16 kernels (AVX512-BF16 or AMX); elsewhere bfloat16 would be slower
-    than float32, so they stay float32. Normalisations, attention and the
+    bfloat16 kernels (AVX512-BF16 or AMX) and where a trial run matches float32
+    (:func:`run_in_dtype_if_accurate`); elsewhere they stay float32, as bfloat16
+    would be slower than float32 or wrong. Normalisations, attention and the
     activations between modules stay float32. The README gives the measured
     speed-up and the cosine similarity to exact mode.
     """
@@ -311,16 +312,44 @@ def quantise_for_cpu(model):
         warnings.simplefilter("ignore", DeprecationWarning)
         model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        for convolutions in (model.feature_extractor, model.encoder.pos_conv_embed):
-            _run_in_dtype(convolutions, torch.bfloat16)
+        generator = torch.Generator().manual_seed(0)
+        examples = {"feature extractor": (model.feature_extractor, torch.randn(1, 16_000, generator=generator)),
+                    "positional convolution": (model.encoder.pos_conv_embed,
+                                               torch.randn(1, 50, model.config.hidden_size, generator=generator))}
+        for name, (convolutions, example) in examples.items():
+            run_in_dtype_if_accurate(convolutions, torch.bfloat16, example, name)
     return model
 
 
-def _run_in_dtype(module, dtype) -> None:
-    """Cast a module's weights to ``dtype``, its inputs to ``dtype`` and its output back to float32."""
+# bfloat16 keeps 8 bits of mantissa: a correct kernel stays above 0.9999 on one module.
+ACCURATE_COSINE = 0.999
+
+
+def run_in_dtype_if_accurate(module, dtype, example, name: str) -> bool:
+    """Run ``module`` in ``dtype`` if that reproduces its float32 output on ``example``; otherwise leave it float32.
+
+    A kernel can be wrong on one CPU and right on the next: with torch 2.11 on an AMX Xeon, oneDNN's
+    bfloat16 grouped convolution with 8 or fewer channels per group returns garbage (cosine 0.03 to
+    float32), while wav2vec2-base's 48 per group are right. So each module is tried once, on this
+    machine, before the stage trusts it.
+    """
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        reference = module(example).flatten().float()
+        trial = copy.deepcopy(module).to(dtype)(example.to(dtype)).flatten().float()
+    cosine = float(torch.nn.functional.cosine_similarity(reference, trial, dim=0))
+    if not cosine >= ACCURATE_COSINE:  # also refuses NaN
+        log.warning("fast mode: the %s stays float32: in %s on this machine it gives cosine %.4f to float32 "
+                    "(a faulty kernel)", name, str(dtype).removeprefix("torch."), cosine)
+        return False
+    # The weights in dtype, the inputs cast to it, the output back to float32 for the float32 modules after it.
     module.to(dtype)
     module.register_forward_pre_hook(lambda _, args: tuple(arg.to(dtype) for arg in args))
     module.register_forward_hook(lambda _, args, output: output.float())
+    return True
 
 
 def _receptive_field(model_config) -> int:

@@ -9,7 +9,7 @@ from transformers import Wav2Vec2Model
 
 from conftest import tone, write_wav
 from ravdess_ser.audio import read_skip_report
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, length_buckets
+from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, length_buckets, run_in_dtype_if_accurate
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.models import save_random_wav2vec2
 
@@ -113,6 +113,17 @@ def test_fast_mode_stays_close_to_exact(tiny_model):
     assert fast.dtype == np.float32 and fast.shape == exact.shape
     assert not np.array_equal(fast, exact)  # it really ran in int8 and bfloat16
     assert _cosine_per_frame(fast, exact).mean() > 0.99
+
+
+def test_a_module_whose_bfloat16_result_is_wrong_stays_float32(caplog):
+    # bfloat16 rounds 1.003 to 1.0, so on a constant input this difference filter gives 0 instead of 0.003.
+    difference = torch.nn.Conv1d(1, 1, 2, bias=False)
+    difference.weight.data = torch.tensor([[[1.003, -1.0]]])
+    assert not run_in_dtype_if_accurate(difference, torch.bfloat16, torch.ones(1, 1, 10), "difference filter")
+    assert difference.weight.dtype == torch.float32 and "the difference filter stays float32" in caplog.text
+    smoothing = torch.nn.Conv1d(1, 1, 2)
+    assert run_in_dtype_if_accurate(smoothing, torch.bfloat16, torch.randn(1, 1, 100), "smoothing filter")
+    assert smoothing.weight.dtype == torch.bfloat16 and smoothing(torch.randn(1, 1, 100)).dtype == torch.float32
 
 
 def test_length_buckets_cover_every_clip_once_within_the_budget():
