@@ -151,7 +151,7 @@ class Wav2Vec2Embedder:
 
     ``mode="exact"`` runs float32, one clip at a time: a clip's result never
     depends on what else is embedded. ``mode="fast"`` on the CPU quantises the
-    model (:func:`quantise_for_cpu`), still one clip at a time; on CUDA it runs
+    model (:func:`ravdess_ser.fast_mode.quantise_for_cpu`), still one clip at a time; on CUDA it runs
     under float16 autocast, with clips in length-bucketed, zero-padded batches
     (see :meth:`embed_many` for what padding changes).
     """
@@ -171,6 +171,8 @@ class Wav2Vec2Embedder:
             model = truncate_to_layer(model, config.layer)
         model = model.to(self.device).eval()
         if config.mode == "fast" and self.device.type == "cpu":
+            from ravdess_ser.fast_mode import quantise_for_cpu
+
             model = quantise_for_cpu(model)
         self.model = model
         # Length-bucketed batches pay off on a GPU only; a CPU runs one clip at a time at full speed.
@@ -286,70 +288,6 @@ def length_buckets(lengths: list[int], max_padded_samples: float, max_length_rat
         else:
             batches.append([index])
     return batches
-
-
-def quantise_for_cpu(model):
-    """``mode=fast`` on the CPU: int8 linear layers and bfloat16 convolutions, everything else float32.
-
-    The linear layers (two thirds of wav2vec2-base's FLOPs) get int8 weights,
-    one scale per output channel, and int8 activations quantised on the fly
-    (torch's dynamic quantisation, VNNI kernels). The convolutional front end
-    and the positional convolution run in bfloat16 where oneDNN has native
-    bfloat16 kernels (AVX512-BF16 or AMX) and where a trial run matches float32
-    (:func:`run_in_dtype_if_accurate`); elsewhere they stay float32, as bfloat16
-    would be slower than float32 or wrong. Normalisations, attention and the
-    activations between modules stay float32. The README gives the measured
-    speed-up and the cosine similarity to exact mode.
-    """
-    import warnings
-
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        # torch 2.11 deprecates torch.ao.quantization for torchao, whose int8 path on the CPU needs torch.compile
-        # to be fast (eager: 1.3x here, against 2x and more for this); torch is pinned, so the warning is noise.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        generator = torch.Generator().manual_seed(0)
-        examples = {"feature extractor": (model.feature_extractor, torch.randn(1, 16_000, generator=generator)),
-                    "positional convolution": (model.encoder.pos_conv_embed,
-                                               torch.randn(1, 50, model.config.hidden_size, generator=generator))}
-        for name, (convolutions, example) in examples.items():
-            run_in_dtype_if_accurate(convolutions, torch.bfloat16, example, name)
-    return model
-
-
-# bfloat16 keeps 8 bits of mantissa: a correct kernel stays above 0.9999 on one module.
-ACCURATE_COSINE = 0.999
-
-
-def run_in_dtype_if_accurate(module, dtype, example, name: str) -> bool:
-    """Run ``module`` in ``dtype`` if that reproduces its float32 output on ``example``; otherwise leave it float32.
-
-    A kernel can be wrong on one CPU and right on the next: with torch 2.11 on an AMX Xeon, oneDNN's
-    bfloat16 grouped convolution with 8 or fewer channels per group returns garbage (cosine 0.03 to
-    float32), while wav2vec2-base's 48 per group are right. So each module is tried once, on this
-    machine, before the stage trusts it.
-    """
-    import copy
-
-    import torch
-
-    with torch.no_grad():
-        reference = module(example).flatten().float()
-        trial = copy.deepcopy(module).to(dtype)(example.to(dtype)).flatten().float()
-    cosine = float(torch.nn.functional.cosine_similarity(reference, trial, dim=0))
-    if not cosine >= ACCURATE_COSINE:  # also refuses NaN
-        log.warning("fast mode: the %s stays float32: in %s on this machine it gives cosine %.4f to float32 "
-                    "(a faulty kernel)", name, str(dtype).removeprefix("torch."), cosine)
-        return False
-    # The weights in dtype, the inputs cast to it, the output back to float32 for the float32 modules after it.
-    module.to(dtype)
-    module.register_forward_pre_hook(lambda _, args: tuple(arg.to(dtype) for arg in args))
-    module.register_forward_hook(lambda _, args, output: output.float())
-    return True
 
 
 def _receptive_field(model_config) -> int:

@@ -9,7 +9,8 @@ from transformers import Wav2Vec2Model
 
 from conftest import tone, write_wav
 from ravdess_ser.audio import read_skip_report
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, length_buckets, run_in_dtype_if_accurate
+from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, length_buckets
+from ravdess_ser.fast_mode import ChannelsLastConv1d, ChannelsLastGroupNorm, in_dtype_if_accurate
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.models import save_random_wav2vec2
 
@@ -119,11 +120,33 @@ def test_a_module_whose_bfloat16_result_is_wrong_stays_float32(caplog):
     # bfloat16 rounds 1.003 to 1.0, so on a constant input this difference filter gives 0 instead of 0.003.
     difference = torch.nn.Conv1d(1, 1, 2, bias=False)
     difference.weight.data = torch.tensor([[[1.003, -1.0]]])
-    assert not run_in_dtype_if_accurate(difference, torch.bfloat16, torch.ones(1, 1, 10), "difference filter")
+    assert in_dtype_if_accurate(difference, torch.bfloat16, torch.ones(1, 1, 10), "difference filter") is difference
     assert difference.weight.dtype == torch.float32 and "the difference filter stays float32" in caplog.text
-    smoothing = torch.nn.Conv1d(1, 1, 2)
-    assert run_in_dtype_if_accurate(smoothing, torch.bfloat16, torch.randn(1, 1, 100), "smoothing filter")
-    assert smoothing.weight.dtype == torch.bfloat16 and smoothing(torch.randn(1, 1, 100)).dtype == torch.float32
+    smoothing = torch.nn.Sequential(torch.nn.Conv1d(1, 4, 3, padding=1), torch.nn.GELU())
+    converted = in_dtype_if_accurate(smoothing, torch.bfloat16, torch.randn(1, 1, 100), "smoothing filter")
+    assert isinstance(converted[0], ChannelsLastConv1d) and converted[0].weight.dtype == torch.bfloat16
+    assert converted(torch.randn(1, 1, 100)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("in_channels, stride, padding, groups", [
+    (16, 1, 0, 1), (16, 2, 1, 1), (16, 1, 16, 8),  # oneDNN's channels-last conv2d
+    (1, 5, 0, 1),  # one input channel: a matmul of the waveform's windows
+])
+def test_a_channels_last_convolution_computes_the_conv1d(in_channels, stride, padding, groups):
+    conv = torch.nn.utils.parametrizations.weight_norm(
+        torch.nn.Conv1d(in_channels, 32, 10, stride, padding, groups=groups), dim=2)
+    x = torch.randn(2, in_channels, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(ChannelsLastConv1d(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_channels_last_group_norm_of_one_channel_per_group_computes_the_group_norm(batch):
+    norm = torch.nn.GroupNorm(32, 32)
+    torch.nn.init.normal_(norm.weight), torch.nn.init.normal_(norm.bias)
+    x = torch.randn(batch, 200, 32).transpose(1, 2)  # channels-last memory, as the convolutions give it
+    with torch.no_grad():
+        torch.testing.assert_close(ChannelsLastGroupNorm(norm)(x), norm(x), rtol=1e-5, atol=1e-5)
 
 
 def test_length_buckets_cover_every_clip_once_within_the_budget():
