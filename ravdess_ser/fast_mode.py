@@ -38,7 +38,8 @@ def quantise_for_cpu(model):
         # torch 2.11 deprecates torch.ao.quantization for torchao, whose int8 path on the CPU needs torch.compile
         # to be fast (eager: 1.3x here, against 2x and more for this); torch is pinned, so the warning is noise.
         warnings.simplefilter("ignore", DeprecationWarning)
-        model = quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+        model = quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in _quantisable_linears(model)},
+                                 inplace=True)
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
         generator = torch.Generator().manual_seed(0)
         model.feature_extractor = in_dtype_if_accurate(
@@ -47,6 +48,17 @@ def quantise_for_cpu(model):
             model.encoder.pos_conv_embed, torch.bfloat16,
             torch.randn(1, 50, model.config.hidden_size, generator=generator), "positional convolution")
     return model
+
+
+def _quantisable_linears(model: nn.Module) -> list[str]:
+    """The names of the linear layers that int8 modules can replace.
+
+    WavLM's attention hands its projections' weight and bias tensors to torch's multi-head attention
+    function instead of calling them, which an int8 module cannot serve; its projections stay float32.
+    """
+    kept = [name for name, module in model.named_modules() if type(module).__name__ == "WavLMAttention"]
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and not any(name.startswith(f"{prefix}.") for prefix in kept)]
 
 
 class ChannelsLastConv1d(nn.Module):

@@ -92,6 +92,13 @@ def test_float16_storage_applies_to_the_summary(tmp_path, model_dir, audio_dir):
     assert np.load(layer_summary_path(first)).dtype == np.float16
 
 
+def test_fast_mode_runs_every_architecture_close_to_exact(model_dir):
+    clip = tone(0.9, 16_000, 240.0) + 0.01 * np.random.default_rng(0).standard_normal(14_400).astype(np.float32)
+    exact = Wav2Vec2Embedder(EmbedConfig(str(model_dir))).embed(clip)
+    fast = Wav2Vec2Embedder(EmbedConfig(str(model_dir), mode="fast")).embed(clip)
+    cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
+    assert fast.shape == exact.shape and cosine.mean() > 0.99
+
 def test_a_model_that_is_not_a_speech_encoder_is_refused(tmp_path):
     from transformers import BertConfig, BertModel
 
