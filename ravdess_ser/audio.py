@@ -10,6 +10,7 @@ params rather than a library default that could change under us.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,30 +68,52 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(mono, dtype=np.float32), int(sample_rate)
 
 
+# The sinc filter's taps are rounded to multiples of 2**-28. Then, for PCM input of up to 24 bits, every product and
+# partial sum of the convolution is a multiple of 2**-51 below 2**2, which float64 holds exactly: the result is the
+# same whatever order a CPU's SIMD kernels add in, so the 16 kHz PCM is bit-identical on every CPU class. The
+# rounding moves each tap by at most 2**-29, far below 16-bit (or 24-bit) resolution.
+_KERNEL_STEP = 2.0**-28
+PCM_SCALE = {"PCM_16": 2.0**15, "PCM_24": 2.0**23}
+
+
 def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Write mono audio atomically; integer formats are clipped rather than wrapped."""
-    if subtype.startswith("PCM"):
-        samples = np.clip(samples, -1.0, 1.0 - 2.0**-15)
+    """Write mono audio atomically; integer formats are quantised here (clipped, never wrapped), not by libsndfile.
+
+    Full scale is the one ``read_audio`` uses (PCM value / 2**(bits-1)), so reading and writing keeps the gain.
+    """
+    if subtype in PCM_SCALE:
+        scale = PCM_SCALE[subtype]
+        pcm = np.clip(np.rint(np.asarray(samples, dtype=np.float64) * scale), -scale, scale - 1)
+        # soundfile writes int32 to PCM_24 as its top 24 bits.
+        data = pcm.astype(np.int16) if subtype == "PCM_16" else pcm.astype(np.int32) * 256
+    else:
+        data = np.asarray(samples, dtype=np.float32)
     with atomic_path(path) as tmp:
-        sf.write(tmp, samples, sample_rate, subtype=subtype, format="WAV")
+        sf.write(tmp, data, sample_rate, subtype=subtype, format="WAV")
+
+
+@functools.lru_cache(maxsize=4)
+def _resampler(orig_rate: int, config: ResampleConfig):
+    import torch
+    import torchaudio.transforms
+
+    resampler = torchaudio.transforms.Resample(
+        orig_rate, config.sample_rate, resampling_method=config.method,
+        lowpass_filter_width=config.lowpass_filter_width, rolloff=config.rolloff, beta=config.beta, dtype=torch.float64,
+    )
+    resampler.kernel.copy_(torch.round(resampler.kernel / _KERNEL_STEP) * _KERNEL_STEP)
+    return resampler
 
 
 def resample(samples: np.ndarray, orig_rate: int, config: ResampleConfig) -> np.ndarray:
+    """Resample with torchaudio's windowed sinc, in float64 with the taps rounded as above; returns float64."""
+    samples = np.asarray(samples, dtype=np.float64)
     if orig_rate == config.sample_rate:
         return samples
     import torch
-    import torchaudio.functional
 
-    resampled = torchaudio.functional.resample(
-        torch.from_numpy(samples),
-        orig_freq=orig_rate,
-        new_freq=config.sample_rate,
-        lowpass_filter_width=config.lowpass_filter_width,
-        rolloff=config.rolloff,
-        resampling_method=config.method,
-        beta=config.beta,
-    )
-    return resampled.numpy()
+    with torch.no_grad():
+        return _resampler(orig_rate, config)(torch.from_numpy(samples)).numpy()
 
 
 def write_skip_report(folder: Path, skipped: Sequence[tuple[str, str]]) -> None:

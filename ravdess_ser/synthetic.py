@@ -80,10 +80,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
+from ravdess_ser import portable_math as pm
+from ravdess_ser.atomic import remove_stale_temporaries
+from ravdess_ser.audio import write_audio
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import (
     ALL_ACTORS,
@@ -430,18 +431,18 @@ def _rosenberg_tables(open_quotient: float, speed_quotient: float) -> tuple[np.n
     closing = ~rising & (p < t_open + t_close)
     flow = np.zeros_like(p)
     derivative = np.zeros_like(p)
-    flow[rising] = 0.5 * (1.0 - np.cos(np.pi * p[rising] / t_open))
-    derivative[rising] = (0.5 * np.pi / t_open) * np.sin(np.pi * p[rising] / t_open)
+    flow[rising] = 0.5 * (1.0 - pm.cos(np.pi * p[rising] / t_open))
+    derivative[rising] = (0.5 * np.pi / t_open) * pm.sin(np.pi * p[rising] / t_open)
     fall = 0.5 * np.pi * (p[closing] - t_open) / t_close
-    flow[closing] = np.cos(fall)
-    derivative[closing] = -(0.5 * np.pi / t_close) * np.sin(fall)
+    flow[closing] = pm.cos(fall)
+    derivative[closing] = -(0.5 * np.pi / t_close) * pm.sin(fall)
     return flow, derivative
 
 
 def _log_gaussian(freqs: np.ndarray, centre: float, octaves: float) -> np.ndarray:
     with np.errstate(divide="ignore"):
-        distance = np.log2(np.maximum(freqs, 1.0) / centre)
-    return np.exp(-0.5 * (distance / octaves) ** 2)
+        distance = pm.log2(np.maximum(freqs, 1.0) / centre)
+    return pm.exp(-0.5 * (distance / octaves) ** 2)
 
 
 def _formant_filter(
@@ -466,12 +467,12 @@ def _formant_filter(
     n_frames = formants.shape[0]
     padded = np.zeros((n_frames + 1) * _HOP + _FRAME)
     padded[_HOP : _HOP + n] = source
-    window = np.hanning(_FRAME + 1)[:-1]  # periodic Hann
+    window = 0.5 - 0.5 * pm.cos(2.0 * np.pi * np.arange(_FRAME) / _FRAME)  # periodic Hann
     frames = np.lib.stride_tricks.sliding_window_view(padded, _FRAME)[::_HOP][:n_frames] * window
 
     # Denominator polynomial of the resonator cascade, one row per frame.
-    radius = np.exp(-np.pi * bandwidths / rate)
-    a1 = -2.0 * radius * np.cos(2.0 * np.pi * formants / rate)
+    radius = pm.exp(-np.pi * bandwidths / rate)
+    a1 = -2.0 * radius * pm.cos(2.0 * np.pi * formants / rate)
     a2 = radius**2
     poly = np.ones((n_frames, 1))
     for k in range(formants.shape[1]):
@@ -518,7 +519,7 @@ def _plan_utterance(syllables, bounds: np.ndarray, speech_s: float, rng: np.rand
     for index, syl in enumerate(syllables):
         start, end = bounds[index], bounds[index + 1]
         dur = end - start
-        loud = 10.0 ** ((2.0 * syl.stress - 1.5 + rng.normal(0.0, 0.5)) / 20.0)
+        loud = float(pm.exp10((2.0 * syl.stress - 1.5 + rng.normal(0.0, 0.5)) / 20.0))
         if index == len(syllables) - 1:
             loud *= 0.8
         onset = _CONSONANTS[syl.onset] if syl.onset else None
@@ -579,18 +580,18 @@ def _f0_track(
     t0, t1 = bounds[0], bounds[-1]
     progress = np.clip((grid - t0) / (t1 - t0), 0.0, 1.0)
     semitones = style.f0_st + rng.normal(0.0, 0.4) + (_NEUTRAL_SLOPE_ST + style.slope_st) * (progress - 0.5)
-    range_st = _NEUTRAL_RANGE_ST * voice.range_factor * 2.0**style.range_log2
+    range_st = _NEUTRAL_RANGE_ST * voice.range_factor * float(pm.exp2(style.range_log2))
     for centre, width, stress in plan.accents:
-        bump = np.exp(-0.5 * ((grid - centre) / width) ** 2)
+        bump = pm.exp(-0.5 * ((grid - centre) / width) ** 2)
         semitones = semitones + range_st * stress * rng.uniform(0.8, 1.2) * bump
     final = np.clip((grid - bounds[-2]) / (t1 - bounds[-2]), 0.0, 1.0)
     semitones = semitones + style.final_st * final**2
     for _ in range(3):  # slow wander
-        semitones = semitones + 0.25 * np.sin(2 * np.pi * rng.uniform(0.7, 2.5) * grid + rng.uniform(0, 2 * np.pi))
+        semitones = semitones + 0.25 * pm.sin(2 * np.pi * rng.uniform(0.7, 2.5) * grid + rng.uniform(0, 2 * np.pi))
     if style.tremor_st > 0:
-        tremor = np.sin(2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi))
+        tremor = pm.sin(2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi))
         semitones = semitones + style.tremor_st * tremor
-    return np.interp(times, grid, np.clip(voice.f0 * 2.0 ** (semitones / 12.0), 50.0, 600.0))
+    return np.interp(times, grid, np.clip(voice.f0 * pm.exp2(semitones / 12.0), 50.0, 600.0))
 
 
 def _glottal_source(
@@ -614,7 +615,7 @@ def _glottal_source(
     cycle = phase.astype(np.int64)
     n_cycles = int(cycle[-1]) + 1
     # Shimmer, and creak (alternate cycles weakened, increasingly towards the end).
-    cycle_amp = np.exp(rng.normal(0.0, max(voice.shimmer + style.shimmer, 0.0), n_cycles))
+    cycle_amp = pm.exp(rng.normal(0.0, max(voice.shimmer + style.shimmer, 0.0), n_cycles))
     if style.creak > 0:
         creak = np.minimum(style.creak * (0.3 + 0.7 * np.arange(n_cycles) / n_cycles), 0.8)
         cycle_amp *= 1.0 - creak * (np.arange(n_cycles) % 2)
@@ -648,7 +649,7 @@ def _vocal_tract(
     order = np.argsort(plan.formant_times, kind="stable")
     key_times = np.asarray(plan.formant_times)[order]
     key_values = np.asarray(plan.formant_values)[order]
-    scale = voice.vtl_scale * np.array([np.exp(style.f1_log), np.exp(style.f2_log), 1.0])
+    scale = voice.vtl_scale * np.array([pm.exp(style.f1_log), pm.exp(style.f2_log), 1.0])
     formants = np.empty((frame_times.size, 5))
     for k in range(3):
         formants[:, k] = np.interp(frame_times, key_times, key_values[:, k]) * scale[k]
@@ -660,7 +661,7 @@ def _vocal_tract(
     bandwidths[:, 0] += 120.0 * breath  # glottal losses widen F1
     freqs = np.fft.rfftfreq(_NFFT, 1.0 / rate)
     tilt = _BASE_TILT_DB + voice.tilt_db + style.tilt_db
-    shelf = 10.0 ** (tilt * 0.5 * np.log2(1.0 + (freqs / 500.0) ** 2) / 20.0)
+    shelf = pm.exp10(tilt * 0.5 * pm.log2(1.0 + (freqs / 500.0) ** 2) / 20.0)
     return _formant_filter(source, formants, bandwidths, shelf, rate, upsample)
 
 
@@ -690,7 +691,7 @@ def synthesize_clip(
     rng = np.random.default_rng([seed, clip.actor, clip.emotion, clip.intensity, clip.statement, clip.repetition])
 
     # Timing: tempo sets the speech length; near-silence before and after.
-    tempo = 2.0 ** (style.tempo_log2 + voice.tempo_log2 + rng.normal(0.0, 0.03))
+    tempo = float(pm.exp2(style.tempo_log2 + voice.tempo_log2 + rng.normal(0.0, 0.03)))
     repetition_factor = 1.03 if clip.repetition == 1 else 0.97
     # Speech takes ~2/3 of the clip; the coefficients make the corpus mean ~clip_seconds.
     speech_s = 0.64 * clip_seconds * repetition_factor / tempo
@@ -715,7 +716,7 @@ def synthesize_clip(
 
     # Frication and bursts: shaped noise at the output rate, made only where it sounds.
     times = np.arange(n) / sr
-    centre_scale = voice.vtl_scale**0.5
+    centre_scale = math.sqrt(voice.vtl_scale)
     for kind in _NOISE_KINDS:
         env = _envelope(plan.noise[kind], times)
         sounding = np.flatnonzero(env > 0.0)
@@ -729,10 +730,10 @@ def synthesize_clip(
     # Loudness (RMS over the utterance), room noise, headroom.
     level_db = _REFERENCE_LEVEL_DB + voice.level_db + style.level_db + rng.normal(0.0, 0.7)
     in_speech = (times >= bounds[0]) & (times <= bounds[-1])
-    audio = speech * (10.0 ** (level_db / 20.0) / np.sqrt(np.mean(speech[in_speech] ** 2)))
+    audio = speech * (float(pm.exp10(level_db / 20.0)) / np.sqrt(np.mean(speech[in_speech] ** 2)))
     # Room noise: white at the voice rate, held for ``upsample`` samples (so it tilts down).
     room = np.repeat(rng.standard_normal(voice_times.size), upsample)[:n]
-    audio += 10.0 ** (voice.noise_floor_db / 20.0) * room
+    audio += float(pm.exp10(voice.noise_floor_db / 20.0)) * room
     peak = np.max(np.abs(audio))
     if peak > _PEAK_LIMIT:  # rare: the loudest strong-anger clips
         audio *= _PEAK_LIMIT / peak
@@ -765,20 +766,13 @@ def _keep_large_arrays_in_heap() -> None:
         _heap_warmed = True
 
 
-def _write_clip(path: Path, audio: np.ndarray) -> None:
-    # Quantise here rather than in libsndfile, so bytes do not depend on its version.
-    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-    with atomic_path(path) as tmp:
-        sf.write(tmp, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-
-
 def _generate_actor(actor_dir: Path, actor: int, seed: int, clip_seconds: float, bar) -> list[Path]:
     actor_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(actor_dir)
     paths = []
     for clip in speech_clip_names(actor):
         path = actor_dir / clip.filename
-        _write_clip(path, synthesize_clip(clip, seed, clip_seconds))
+        write_audio(path, synthesize_clip(clip, seed, clip_seconds), SAMPLE_RATE, "PCM_16")
         paths.append(path)
         if bar is not None:
             bar.update(1)
