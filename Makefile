@@ -8,12 +8,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: pipeline test
+.PHONY: install pipeline test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
+
+install: $(STAMP)
 
 pipeline: $(STAMP)
 	dvc repro

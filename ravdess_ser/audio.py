@@ -168,3 +168,8 @@ def resample_actor(raw_dir: Path, out_dir: Path, config: ResampleConfig, progres
         log.warning("skipped %s: %s", raw_dir / name, reason)
     write_skip_report(out_dir, skipped)
     return written
+
+
+def resample_actor_job(raw_dir: str, out_dir: str, config: dict) -> int:
+    """:func:`resample_actor` with JSON arguments and result, as the stage worker runs it."""
+    return len(resample_actor(Path(raw_dir), Path(out_dir), ResampleConfig(**config)))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
+import os
 import signal
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +66,46 @@ def _field_parser(annotation) -> tuple[Callable[[str], Any], str | None]:
     return annotation, None
 
 
-def parse_stage_config(config_cls, section: str, description: str, positionals: dict[str, str],
-                       argv: list[str] | None = None, params_file: Path = PARAMS_FILE, subset: bool = False):
-    """Build ``config_cls`` from ``params.yaml[section]``, overridden by command-line options.
+@dataclasses.dataclass(frozen=True)
+class StageParams:
+    """What a stage reads from params.yaml: ``fields`` (default: all) of ``config_cls``, from ``section``.
 
-    ``positionals`` maps the names of the stage's input/output paths to their help.
-    With ``subset``, the stage reads only its own fields of a section shared with another stage.
-    Returns ``(config, args)``; ``args`` holds the positionals as paths.
+    Each stage script declares one as ``PARAMS``; dvc.yaml's params of the stage are derived from it
+    (:mod:`ravdess_ser.stage_deps`), less the options its command sets.
     """
-    hints = typing.get_type_hints(config_cls)
-    names = {f.name for f in dataclasses.fields(config_cls)}
+
+    config_cls: type
+    section: str
+    fields: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        names = [f.name for f in dataclasses.fields(self.config_cls)]
+        if self.fields is not None and set(self.fields) - set(names):
+            raise ValueError(f"{self.config_cls.__name__} has no field(s) {sorted(set(self.fields) - set(names))}")
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.config_cls) if self.fields is None or f.name in self.fields)
+
+
+#: The params.yaml keys this process's stage read, for the deps audit (``RAVDESS_SER_AUDIT_DIR``).
+keys_read: list[str] = []
+
+
+def parse_stage_config(params: StageParams, description: str, positionals: dict[str, str],
+                       argv: list[str] | None = None, params_file: Path = PARAMS_FILE):
+    """Build ``params.config_cls`` from its params.yaml section, overridden by command-line options.
+
+    ``positionals`` maps the names of the stage's input/output paths to their help. Every field the stage reads
+    must be in params.yaml, and a stage that reads a whole section refuses keys that are no field; the fields it
+    does not read keep their defaults and are no options. Returns ``(config, args)``; ``args`` holds the
+    positionals as paths.
+    """
+    hints = typing.get_type_hints(params.config_cls)
+    section = params.section
     values = read_params(section, params_file)
-    unknown = set(values) - names
-    if unknown and not subset:
+    unknown = set(values) - {f.name for f in dataclasses.fields(params.config_cls)}
+    if unknown and params.fields is None:
         raise PipelineError(f"'{section}' has unknown keys: {', '.join(sorted(unknown))}", params_file)
     parser = argparse.ArgumentParser(
         description=description,
@@ -85,9 +114,13 @@ def parse_stage_config(config_cls, section: str, description: str, positionals: 
     )
     for name, help_text in positionals.items():
         parser.add_argument(name, type=Path, help=help_text)
-    for f in dataclasses.fields(config_cls):
+    for f in dataclasses.fields(params.config_cls):
+        if f.name not in params.read:
+            continue
+        if f.name not in values:
+            raise PipelineError(f"'{section}' has no key '{f.name}' ({f.metadata.get('help', '')})", params_file)
         value_type, nargs = _field_parser(hints[f.name])
-        default = values.get(f.name, _default(f))
+        default = values[f.name]
         default = tuple(default) if isinstance(default, list) else default
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", dest=f.name, type=value_type, nargs=nargs, default=default,
@@ -95,14 +128,25 @@ def parse_stage_config(config_cls, section: str, description: str, positionals: 
         )
     args = parser.parse_args(argv)
     config_values = {}
-    for f in dataclasses.fields(config_cls):
-        value = getattr(args, f.name)
-        config_values[f.name] = tuple(value) if isinstance(value, list) else value
-    return config_cls(**config_values), args
+    for name in params.read:
+        value = getattr(args, name)
+        config_values[name] = tuple(value) if isinstance(value, list) else value
+        if value is values[name] or (isinstance(value, tuple) and list(value) == values[name]):
+            keys_read.append(f"{section}.{name}")  # from params.yaml, not from an option of the command
+    return params.config_cls(**config_values), args
 
 
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _write_audit(directory: str) -> None:
+    """Which of the workspace's files this stage process imported, and which params it read (for tests)."""
+    root = Path.cwd().resolve()
+    modules = sorted({Path(m.__file__).resolve().relative_to(root).as_posix() for m in list(sys.modules.values())
+                      if getattr(m, "__file__", None) and Path(m.__file__).resolve().is_relative_to(root)})
+    stage = os.environ.get("DVC_STAGE", "unknown")
+    Path(directory, f"{stage}.json").write_text(json.dumps({"modules": modules, "params": sorted(set(keys_read))}))
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -118,3 +162,5 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted: no partial output was kept; run `dvc repro` to finish", file=sys.stderr)
         sys.exit(130)
+    if os.environ.get("RAVDESS_SER_AUDIT_DIR"):
+        _write_audit(os.environ["RAVDESS_SER_AUDIT_DIR"])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from ravdess_ser.atomic import atomic_dir
 from ravdess_ser.cli import param
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import ALL_ACTOR_CODES, ALL_ACTORS, SPEECH_ZIP_MD5, SPEECH_ZIP_URL
@@ -37,21 +35,3 @@ def actor_numbers(codes: Sequence[str]) -> list[int]:
     if len(set(numbers)) != len(numbers):
         raise PipelineError(f"data.actors lists an actor twice: {list(codes)}")
     return numbers
-
-
-def prepare_corpus(config: DataConfig, raw_dir: Path, progress: bool = True) -> None:
-    """Fill ``raw_dir/Actor_XX`` for the configured actors from the configured source."""
-    from ravdess_ser.download import download_file, prepare_ravdess_from_zip
-    from ravdess_ser.synthetic import generate_corpus
-
-    actors = actor_numbers(config.actors)
-    if config.source == "synthetic":
-        with atomic_dir(raw_dir) as tmp:
-            generate_corpus(tmp, actors, config.synthetic_seed, config.synthetic_clip_seconds, progress=progress)
-    elif config.source in ("ravdess", "zip"):
-        zip_path = Path(config.zip_path)
-        if config.source == "ravdess":
-            download_file(config.url, zip_path, config.md5, progress=progress)
-        prepare_ravdess_from_zip(zip_path, raw_dir, actors, config.md5)
-    else:
-        raise PipelineError(f"data.source={config.source!r} is not one of {', '.join(SOURCES)}")

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from ravdess_ser.atomic import atomic_dir
 from ravdess_ser.errors import PipelineError
+from ravdess_ser.corpus import SOURCES, DataConfig, actor_numbers
 from ravdess_ser.ravdess import SPEECH_ZIP_NAME, actor_dirname, actor_from_dirname
 
 PART_SUFFIX = ".part"
@@ -504,3 +505,20 @@ def prepare_ravdess_from_zip(zip_path: Path, raw_dir: Path, actors: Sequence[int
             zip_path,
         )
     return extract_ravdess_zip(zip_path, raw_dir, actors)
+
+
+def prepare_corpus(config: DataConfig, raw_dir: Path, progress: bool = True) -> None:
+    """Fill ``raw_dir/Actor_XX`` for the configured actors from the configured source."""
+    from ravdess_ser.synthetic import generate_corpus
+
+    actors = actor_numbers(config.actors)
+    if config.source == "synthetic":
+        with atomic_dir(raw_dir) as tmp:
+            generate_corpus(tmp, actors, config.synthetic_seed, config.synthetic_clip_seconds, progress=progress)
+    elif config.source in ("ravdess", "zip"):
+        zip_path = Path(config.zip_path)
+        if config.source == "ravdess":
+            download_file(config.url, zip_path, config.md5, progress=progress)
+        prepare_ravdess_from_zip(zip_path, raw_dir, actors, config.md5)
+    else:
+        raise PipelineError(f"data.source={config.source!r} is not one of {', '.join(SOURCES)}")

@@ -35,6 +35,7 @@ from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
 from ravdess_ser.audio import is_wav, read_audio, write_skip_report
 from ravdess_ser.device import resolve_device
 from ravdess_ser.errors import PipelineError
+from ravdess_ser.embedding_files import LAYER_SUMMARY_DIR, layer_summary_path, save_embedding
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ MODES = ("exact", "fast")
 # Encoders with wav2vec2's layout: the same feature extractor, CNN front end and encoder.layers.
 SPEECH_ENCODERS = ("wav2vec2", "hubert", "wavlm")
 STORAGE_DTYPES = ("float32", "float16")
-LAYER_SUMMARY_DIR = "layer_summary"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class EmbedConfig:
                       "convolutions on CPU, float16 length-bucketed batches on CUDA (see README for the trade-off)")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
-    layer_summary: bool = param(False, "also save every layer's mean and std over time, (layers + 1, 2, features), "
+    layer_summary: bool = param(True, "also save every layer's mean and std over time, (layers + 1, 2, features), "
                                 "to <out_dir>/layer_summary/<clip>.npy; runs all layers, in the same forward pass")
 
 
@@ -309,16 +309,6 @@ def summarise_layers(layers) -> np.ndarray:
     return torch.stack([mean, std], dim=1).cpu().numpy()
 
 
-def layer_summary_path(embedding: Path) -> Path:
-    """Where the layer summary of the clip whose frames are at ``embedding`` is stored."""
-    return Path(embedding).parent / LAYER_SUMMARY_DIR / Path(embedding).name
-
-
-def save_embedding(path: Path, features: np.ndarray, storage: str) -> None:
-    with atomic_path(path) as tmp:
-        np.save(tmp, features.astype(storage, copy=False))
-
-
 def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
     """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``.
 
@@ -357,3 +347,24 @@ def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, prog
     bar.close()
     write_skip_report(out_dir, skipped)
     return written
+
+
+_loaded: dict[tuple, Wav2Vec2Embedder] = {}
+
+
+def _model_state(model: str) -> tuple:
+    """What identifies a local model folder's contents cheaply: its files' paths, sizes and mtimes."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return ()
+    return tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
+
+
+def embed_actor_job(audio_dir: str, out_dir: str, config: dict) -> int:
+    """:func:`embed_actor` with JSON arguments and result; the model stays loaded for the next actor (in the worker)."""
+    embed_config = EmbedConfig(**config)
+    key = (embed_config, _model_state(embed_config.model))
+    if key not in _loaded:
+        _loaded.clear()  # one model at a time keeps the worker's memory bounded
+        _loaded[key] = Wav2Vec2Embedder(embed_config)
+    return len(embed_actor(_loaded[key], Path(audio_dir), Path(out_dir)))

@@ -28,10 +28,11 @@ import numpy as np
 
 from ravdess_ser.crossval import HEADLINE_METRICS, FoldResult, aggregate_folds
 from ravdess_ser.device import resolve_device
-from ravdess_ser.embed import layer_summary_path
+from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
-from ravdess_ser.train import WEIGHTED, TrainConfig, train_classifier
+from ravdess_ser.train import train_classifier
+from ravdess_ser.train_config import WEIGHTED, TrainConfig
 
 log = logging.getLogger(__name__)
 

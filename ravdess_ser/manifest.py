@@ -23,7 +23,6 @@ from ravdess_ser.atomic import atomic_path
 from ravdess_ser.audio import is_wav, read_skip_report
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import actor_dirname, parse_clip_name
-
 log = logging.getLogger(__name__)
 
 OK = "ok"

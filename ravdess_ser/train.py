@@ -31,66 +31,19 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from ravdess_ser.cli import param
-from ravdess_ser.crossval import DEFAULT_FOLDS, FOLDS_HELP, checked_folds, fold_actors
+from ravdess_ser.crossval import fold_actors
 from ravdess_ser.atomic import atomic_path, write_csv_atomic, write_text_atomic
 from ravdess_ser.device import resolve_device
-from ravdess_ser.embed import layer_summary_path
+from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
 from ravdess_ser.metrics import classification_metrics
 from ravdess_ser.ravdess import EMOTION_NAMES, EMOTIONS
+from ravdess_ser.train_config import POOLINGS, TrainConfig
 
 log = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "mean_std", "attentive")
-FEATURES = ("sequence", "layer_summary")
-WEIGHTED = "weighted"
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    folds: dict[str, tuple[int, ...]] = param(DEFAULT_FOLDS, FOLDS_HELP)
-    fold: str = param("1", "the fold this run tests on: a name in folds")
-    features: str = param("sequence", "sequence: the (time, features) frames of embed.layer; "
-                          "layer_summary: every layer's mean and std over time (needs embed.layer_summary: true)")
-    layer: str = param(WEIGHTED, "with features=layer_summary: a layer number (0 = the transformer's input), "
-                       "or weighted: a learned softmax-weighted sum of all layers")
-    pooling: str = param("mean_std", "pooling over time: mean, mean_std or attentive (attentive needs features=sequence)")
-    hidden_size: int = param(256, "width of the MLP's hidden layer")
-    dropout: float = param(0.3, "dropout before the output layer")
-    batch_size: int = param(32, "clips per training batch")
-    learning_rate: float = param(1e-3, "AdamW learning rate")
-    weight_decay: float = param(1e-4, "AdamW weight decay")
-    max_epochs: int = param(100, "upper bound on training epochs")
-    patience: int = param(15, "stop after this many epochs without a better validation unweighted accuracy")
-    seed: int = param(0, "seed for initialisation and batch order")
-    device: str = param("auto", "torch device: auto (CUDA if available, else CPU), cpu, cuda")
-
-    def __post_init__(self):
-        # Values arrive from YAML, the command line (strings) or a saved model's JSON: one canonical form.
-        object.__setattr__(self, "folds", checked_folds(self.folds))
-        object.__setattr__(self, "fold", str(self.fold))
-        object.__setattr__(self, "layer", str(self.layer))
-        fold_actors(self.folds, self.fold)  # raises for a fold that is not in folds
-        for name, value, allowed in (("features", self.features, FEATURES), ("pooling", self.pooling, POOLINGS)):
-            if value not in allowed:
-                raise PipelineError(f"train.{name}={value!r} is not one of {', '.join(allowed)}")
-        if self.layer != WEIGHTED and not self.layer.isdigit():
-            raise PipelineError(f"train.layer={self.layer!r} is neither a layer number nor {WEIGHTED!r}")
-        if self.features == "sequence" and self.layer != WEIGHTED:
-            raise PipelineError(f"train.layer={self.layer} needs train.features=layer_summary; with "
-                                "features=sequence the frames come from the layer chosen by embed.layer")
-        if self.features == "layer_summary" and self.pooling == "attentive":
-            raise PipelineError("train.pooling=attentive needs frames (train.features=sequence); layer summaries "
-                                "hold each layer's mean and std over time only: use mean or mean_std")
-
-    @property
-    def summary_layer(self) -> int | None:
-        """The one layer read from the layer summaries, or None for all of them (weighted) or for frames."""
-        return None if self.layer == WEIGHTED else int(self.layer)
-
 
 @dataclass
 class Splits:

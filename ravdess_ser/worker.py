@@ -1,4 +1,4 @@
-"""A warm worker process for the per-actor stages.
+"""A warm worker process for the per-actor stages, private to one user and one workspace's code.
 
 DVC runs every stage as its own process. Importing torch and transformers and
 loading wav2vec2 costs seconds, which 24 resample and 24 embed stages would
@@ -9,26 +9,43 @@ one-line error. DVC still sees one stage per actor, with its own deps, outs
 and cache entries, and the outputs are byte-identical to an in-process run
 (the same library function runs either way).
 
-A worker serves one interpreter and one version of this package's code (both
-are hashed into its socket's name, with the environment variables that change
-results), runs one job at a time, and exits after ``RAVDESS_SER_WORKER_IDLE``
-seconds (default 60) without one. A client that dies (Ctrl-C, SIGTERM,
-SIGKILL) closes its socket; the worker notices at its next progress write and
-abandons the job, whose temporaries are removed as in any interrupted run.
+What a worker runs is what DVC recorded. A worker belongs to one workspace
+(the folder this package was imported from: a clone, or a queued or ``--temp``
+experiment's copy), one version of its code (every module's bytes), one
+interpreter and the environment variables that change results; all of them
+are hashed into its socket's name. It imports every module of the package
+before it serves, checks that the code it loaded still has that hash, and
+refuses a job from another workspace or another version of the code.
 
+It is private to its user, the way OpenSSH's agent and tmux keep theirs: the
+socket lives in ``$XDG_RUNTIME_DIR/ravdess-ser`` or ``/tmp/ravdess-ser-<uid>``,
+which must be a real folder owned by the user with mode 0700 (else the stage
+says so in one line and runs in-process); files in it are opened without
+following symlinks; and both ends check the other's uid with ``SO_PEERCRED``.
+Jobs name a task from :data:`TASKS` and carry JSON, never code.
+
+It runs one job at a time and exits after ``RAVDESS_SER_WORKER_IDLE`` seconds
+(default 60) without one. A client that dies (Ctrl-C, SIGTERM, SIGKILL) closes
+its socket; the worker notices at its next progress write and abandons the
+job, whose temporaries are removed as in any interrupted run.
 ``RAVDESS_SER_WORKER=0`` runs the stages in-process instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
+import importlib
 import io
 import json
 import logging
 import os
+import pkgutil
 import socket
+import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,66 +58,94 @@ from typing import Any
 from ravdess_ser.errors import PipelineError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+WORKSPACE = PACKAGE_DIR.parent
 # Environment variables that change what a job computes or where it finds models.
 FINGERPRINT_ENV = ("CUDA_VISIBLE_DEVICES", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT",
-                   "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+# The jobs a worker runs, by name: "module:function" of a function taking and returning JSON values.
+TASKS = ("ravdess_ser.audio:resample_actor_job", "ravdess_ser.embed:embed_actor_job")
 START_TIMEOUT_SECONDS = 120.0
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+log = logging.getLogger(__name__)
 
 
 class ClientGone(BaseException):
     """The stage process went away; like KeyboardInterrupt, this unwinds the job and removes its temporaries."""
 
 
-# ----------------------------------------------------------------------------- tasks
+class NotPrivate(Exception):
+    """The socket folder or the peer is not the user's own; the stage runs in-process instead."""
 
 
-def _resample_actor(raw_dir: str, out_dir: str, config: dict) -> int:
-    from ravdess_ser.audio import ResampleConfig, resample_actor
-
-    return len(resample_actor(Path(raw_dir), Path(out_dir), ResampleConfig(**config)))
-
-
-_embedders: dict[tuple, Any] = {}
-
-
-def _model_state(model: str) -> tuple:
-    """What identifies a local model folder's contents cheaply: its files' paths, sizes and mtimes."""
-    folder = Path(model).expanduser()
-    if not folder.is_dir():
-        return ()
-    return tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
-
-
-def _embed_actor(audio_dir: str, out_dir: str, config: dict) -> int:
-    from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor
-
-    embed_config = EmbedConfig(**config)
-    key = (embed_config, _model_state(embed_config.model))
-    if key not in _embedders:
-        _embedders.clear()  # one model at a time keeps the worker's memory bounded
-        _embedders[key] = Wav2Vec2Embedder(embed_config)
-    return len(embed_actor(_embedders[key], Path(audio_dir), Path(out_dir)))
-
-
-TASKS: dict[str, Callable[..., Any]] = {"resample_actor": _resample_actor, "embed_actor": _embed_actor}
-
-
-# ----------------------------------------------------------------------------- client
+# ----------------------------------------------------------------------------- identity and the private folder
 
 
 def code_fingerprint() -> str:
-    digest = hashlib.sha256(sys.executable.encode())
+    """Workspace, interpreter, every module's bytes and the result-changing environment, hashed."""
+    digest = hashlib.sha256(f"{WORKSPACE}\0{sys.executable}\0".encode())
     for source in sorted(PACKAGE_DIR.glob("*.py")):
-        digest.update(source.name.encode() + source.read_bytes())
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
     for name in FINGERPRINT_ENV:
-        digest.update(f"{name}={os.environ.get(name, '')}".encode())
-    return digest.hexdigest()[:16]
+        digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
+    return digest.hexdigest()[:24]
+
+
+def _is_private_folder(path: Path) -> str | None:
+    """None if ``path`` is a real folder owned by this user with no group or other access; else what is wrong."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid != os.getuid():
+        return f"is owned by uid {info.st_uid}, not by you (uid {os.getuid()})"
+    if info.st_mode & 0o077:
+        return f"has mode {stat.S_IMODE(info.st_mode):04o}, not 0700"
+    return None
+
+
+def runtime_dir() -> Path:
+    """The user's private socket folder, created if missing; raises NotPrivate if it is not private."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and _is_private_folder(Path(xdg)) is None:
+        folder = Path(xdg) / "ravdess-ser"
+    else:
+        folder = Path(tempfile.gettempdir()) / f"ravdess-ser-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    problem = _is_private_folder(folder)
+    if problem:
+        raise NotPrivate(f"{folder} {problem}")
+    return folder
 
 
 def socket_path() -> Path:
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"ravdess-ser-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    return base / f"worker-{code_fingerprint()}.sock"
+    return runtime_dir() / f"worker-{code_fingerprint()}.sock"
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """Open (creating, mode 0600) a file in the private folder: never through a symlink, never another's file."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotPrivate(f"{path} is a symlink") from None
+        raise
+    if os.fstat(fd).st_uid != os.getuid():
+        os.close(fd)
+        raise NotPrivate(f"{path} is not yours")
+    return fd
+
+
+def peer_uid(sock: socket.socket) -> int:
+    return _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))[1]
+
+
+# ----------------------------------------------------------------------------- client
 
 
 def _connect(path: Path) -> socket.socket | None:
@@ -110,6 +155,10 @@ def _connect(path: Path) -> socket.socket | None:
     except OSError:
         sock.close()
         return None
+    uid = peer_uid(sock)
+    if uid != os.getuid():
+        sock.close()
+        raise NotPrivate(f"the worker socket {path} is served by uid {uid}, not by you")
     return sock
 
 
@@ -118,17 +167,23 @@ def _connect_or_start(path: Path) -> socket.socket:
     if sock is not None:
         return sock
     # One client starts the worker; others wait on the lock and then connect to it.
-    with open(path.with_suffix(".lock"), "w") as lock:
+    lock = _open_private(path.with_suffix(".lock"), os.O_RDWR)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sock = _connect(path)
         if sock is not None:
             return sock
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a killed worker's socket: nobody answers it, and we hold the lock
         log_path = path.with_suffix(".log")
-        with open(log_path, "ab") as log:
+        log_fd = _open_private(log_path, os.O_WRONLY | os.O_APPEND)
+        try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "ravdess_ser.worker", str(path)],
-                cwd=PACKAGE_DIR.parent, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd=WORKSPACE, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, start_new_session=True,
             )
+        finally:
+            os.close(log_fd)
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             sock = _connect(path)
@@ -137,15 +192,34 @@ def _connect_or_start(path: Path) -> socket.socket:
             if process.poll() is not None:
                 break
             time.sleep(0.05)
+    finally:
+        os.close(lock)
     raise PipelineError(f"the stage worker did not start (see {log_path}); set RAVDESS_SER_WORKER=0 to run in-process")
 
 
-def run_task(task: str, **kwargs: Any) -> Any:
-    """Run a task in the warm worker (started on first use), or in-process with RAVDESS_SER_WORKER=0."""
+def task_name(function: Callable) -> str:
+    name = f"{function.__module__}:{function.__name__}"
+    if name not in TASKS:
+        raise ValueError(f"{name} is not a worker task ({', '.join(TASKS)})")
+    return name
+
+
+def run_task(function: Callable[..., Any], **kwargs: Any) -> Any:
+    """``function(**kwargs)`` in the warm worker (started on first use), or in-process.
+
+    In-process with ``RAVDESS_SER_WORKER=0``, or when the socket folder is not private (said in one line).
+    """
+    name = task_name(function)
     if os.environ.get("RAVDESS_SER_WORKER", "1") == "0":
-        return TASKS[task](**kwargs)
-    with _connect_or_start(socket_path()) as sock:
-        request = {"task": task, "kwargs": kwargs, "cwd": os.getcwd()}
+        return function(**kwargs)
+    try:
+        sock = _connect_or_start(socket_path())
+    except NotPrivate as problem:
+        print(f"warning: not using the stage worker: {problem}; running in-process", file=sys.stderr)
+        return function(**kwargs)
+    with sock:
+        request = {"task": name, "kwargs": kwargs, "cwd": os.getcwd(), "workspace": str(WORKSPACE),
+                   "code": code_fingerprint()}
         sock.sendall(json.dumps(request).encode() + b"\n")
         for line in sock.makefile("r", encoding="utf-8"):
             message = json.loads(line)
@@ -156,8 +230,6 @@ def run_task(task: str, **kwargs: Any) -> Any:
                 return message["result"]
             elif "error" in message:
                 raise PipelineError(message["error"])
-            elif "crash" in message:
-                raise RuntimeError(f"the stage worker failed:\n{message['crash']}")
     raise PipelineError("the stage worker ended before finishing the job; run again, or set RAVDESS_SER_WORKER=0")
 
 
@@ -197,38 +269,69 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
-def _handle(conn: socket.socket) -> None:
-    request = json.loads(conn.makefile("r", encoding="utf-8").readline())
+def _checked_request(request: dict, fingerprint: str) -> Callable[..., Any]:
+    if request.get("workspace") != str(WORKSPACE) or request.get("code") != fingerprint:
+        raise PipelineError(f"this stage worker serves {WORKSPACE} at code {fingerprint}, not "
+                            f"{request.get('workspace')} at {request.get('code')}; run the stage again")
+    if request.get("task") not in TASKS:
+        raise PipelineError(f"the stage worker runs {', '.join(TASKS)} only, not {request.get('task')!r}")
+    module, function = request["task"].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _handle(conn: socket.socket, fingerprint: str, log_path: Path) -> None:
     stream = _ClientStream(conn)
+    request: dict = {}
     previous_cwd = os.getcwd()
     try:
+        request = json.loads(conn.makefile("r", encoding="utf-8").readline())
+        function = _checked_request(request, fingerprint)
         os.chdir(request["cwd"])
         with contextlib.redirect_stderr(stream):
-            result = TASKS[request["task"]](**request["kwargs"])
+            result = function(**request["kwargs"])
         stream.send({"result": result})
     except PipelineError as error:
         stream.send({"error": str(error)})
     except ClientGone:
-        print(f"client went away; abandoned {request['task']} {request['kwargs']}", flush=True)
-    except Exception:
-        stream.send({"crash": traceback.format_exc()})
+        print(f"client went away; abandoned {request.get('task')} {request.get('kwargs')}", flush=True)
+    except Exception as error:
+        # The details go to the worker's log; the stage prints one line that points there.
+        print(f"job {request.get('task')} {request.get('kwargs')} failed:\n{traceback.format_exc()}", flush=True)
+        stream.send({"error": f"the stage worker failed: {type(error).__name__}: {error} (details in {log_path})"})
     finally:
         os.chdir(previous_cwd)
 
 
-def serve(path: Path, idle_seconds: float) -> None:
-    # Import the heavy libraries before listening, so the first client's wait is the only one.
-    import torch  # noqa: F401
-    import torchaudio.functional  # noqa: F401
-    from transformers import Wav2Vec2Model  # noqa: F401
+def _import_package() -> None:
+    """Every module, before the code is fingerprinted: a job never imports code newer than the socket's name."""
+    for module in pkgutil.iter_modules([str(PACKAGE_DIR)]):
+        importlib.import_module(f"ravdess_ser.{module.name}")
 
+
+def serve(path: Path, idle_seconds: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         handlers=[_CurrentStderrHandler()])
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    # The heavy libraries before listening, so the first client's wait is the only one.
+    import torch  # noqa: F401
+    import torchaudio.transforms  # noqa: F401
+    from transformers import Wav2Vec2Model  # noqa: F401
+
+    _import_package()
+    fingerprint = code_fingerprint()
+    if path.name != f"worker-{fingerprint}.sock":
+        print(f"the code changed while the worker started ({fingerprint}); not serving {path}", flush=True)
+        return
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(staging))
+    previous_umask = os.umask(0o177)  # the socket file is the user's alone (the folder is too)
+    try:
+        server.bind(str(path))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return  # another worker already serves this code
+        raise
+    finally:
+        os.umask(previous_umask)
     server.listen(8)
-    os.replace(staging, path)  # clients see the socket only once it accepts connections
     inode = path.stat().st_ino
     server.settimeout(idle_seconds)
     try:
@@ -237,7 +340,7 @@ def serve(path: Path, idle_seconds: float) -> None:
                 conn, _ = server.accept()
             except TimeoutError:
                 break
-            _serve_connection(conn)
+            _serve_connection(conn, fingerprint, path.with_suffix(".log"))
         # Idle: stop advertising the socket first, then serve anyone who connected meanwhile.
         _unlink_if_ours(path, inode)
         server.setblocking(False)
@@ -246,16 +349,20 @@ def serve(path: Path, idle_seconds: float) -> None:
                 conn, _ = server.accept()
             except BlockingIOError:
                 break
-            _serve_connection(conn)
+            _serve_connection(conn, fingerprint, path.with_suffix(".log"))
     finally:
         _unlink_if_ours(path, inode)
         server.close()
 
 
-def _serve_connection(conn: socket.socket) -> None:
+def _serve_connection(conn: socket.socket, fingerprint: str, log_path: Path) -> None:
     with conn:
         conn.setblocking(True)
-        _handle(conn)
+        uid = peer_uid(conn)
+        if uid != os.getuid():
+            print(f"refused a connection from uid {uid}", flush=True)
+            return
+        _handle(conn, fingerprint, log_path)
 
 
 def _unlink_if_ours(path: Path, inode: int) -> None:

@@ -1,23 +1,19 @@
 """Stage 6, crossval: the folds' test results (train-fold@<name>) aggregated into one cross-validated report."""
 
 import logging
-from dataclasses import dataclass
 
-from ravdess_ser.cli import param, parse_stage_config, run_stage
-from ravdess_ser.crossval import DEFAULT_FOLDS, FOLDS_HELP, checked_folds, read_fold, write_crossval_report
+from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
+from ravdess_ser.crossval import checked_folds, read_fold, write_crossval_report
+from ravdess_ser.train_config import TrainConfig
 
-
-@dataclass(frozen=True)
-class CrossvalConfig:
-    folds: dict[str, tuple[int, ...]] = param(DEFAULT_FOLDS, FOLDS_HELP)
+PARAMS = StageParams(TrainConfig, "train", fields=("folds",))
 
 
 def main() -> None:
     config, args = parse_stage_config(
-        CrossvalConfig, "train", __doc__,
+        PARAMS, __doc__,
         {"folds_dir": "the folds' results, one folder per fold name (experiments/crossval/folds)",
          "out_dir": "where metrics.json, test_predictions.csv and recall.csv go (experiments/crossval)"},
-        subset=True,
     )
     results = [read_fold(args.folds_dir / name, name) for name in checked_folds(config.folds)]
     metrics = write_crossval_report(results, args.out_dir)

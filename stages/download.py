@@ -1,12 +1,15 @@
 """Stage 1, download: the raw corpus into data/raw/Actor_XX (48 kHz WAV, RAVDESS names)."""
 
-from ravdess_ser.cli import parse_stage_config, run_stage
-from ravdess_ser.corpus import DataConfig, prepare_corpus
+from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
+from ravdess_ser.corpus import DataConfig
+from ravdess_ser.download import prepare_corpus
+
+PARAMS = StageParams(DataConfig, "data")
 
 
 def main() -> None:
     config, args = parse_stage_config(
-        DataConfig, "data", __doc__, {"raw_dir": "output folder; one Actor_XX folder per actor is written in it"}
+        PARAMS, __doc__, {"raw_dir": "output folder; one Actor_XX folder per actor is written in it"}
     )
     prepare_corpus(config, args.raw_dir)
 

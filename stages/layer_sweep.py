@@ -5,16 +5,21 @@ import logging
 from pathlib import Path
 
 from ravdess_ser.atomic import write_csv_atomic, write_text_atomic
-from ravdess_ser.cli import parse_stage_config, run_stage
+from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
 from ravdess_ser.layer_sweep import sweep_layers
 from ravdess_ser.manifest import read_manifest
-from ravdess_ser.train import TrainConfig
+from ravdess_ser.train_config import TrainConfig
+
+# The sweep sets features, layer and pooling itself and runs every fold, so it reads train's other keys only.
+SWEEP_FIELDS = ("folds", "hidden_size", "dropout", "batch_size", "learning_rate", "weight_decay", "max_epochs",
+                "patience", "seed", "device")
+PARAMS = StageParams(TrainConfig, "train", fields=SWEEP_FIELDS)
+
 
 
 def main() -> None:
-    # train's folds and classifier settings; the sweep sets features, layer and pooling itself.
     config, args = parse_stage_config(
-        TrainConfig, "train", __doc__,
+        PARAMS, __doc__,
         {"manifest": "the label manifest (data/manifest.csv)",
          "out_dir": "where layers.csv and metrics.json go (experiments/layer_sweep)"},
     )

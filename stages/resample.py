@@ -2,19 +2,21 @@
 
 from dataclasses import asdict
 
-from ravdess_ser.audio import ResampleConfig
-from ravdess_ser.cli import parse_stage_config, run_stage
+from ravdess_ser.audio import ResampleConfig, resample_actor_job
+from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
 from ravdess_ser.worker import run_task
+
+PARAMS = StageParams(ResampleConfig, "resample")
 
 
 def main() -> None:
     config, args = parse_stage_config(
-        ResampleConfig, "resample", __doc__,
+        PARAMS, __doc__,
         {"raw_dir": "one actor's raw folder, e.g. data/raw/Actor_01",
          "out_dir": "where its 16 kHz clips go, e.g. data/audio_16k/Actor_01"},
     )
     # Runs in the warm worker (torch stays imported across the 24 actors); see ravdess_ser/worker.py.
-    run_task("resample_actor", raw_dir=str(args.raw_dir), out_dir=str(args.out_dir), config=asdict(config))
+    run_task(resample_actor_job, raw_dir=str(args.raw_dir), out_dir=str(args.out_dir), config=asdict(config))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@ The train stage runs the fold named by train.fold; the train-fold@<name> stages 
 import logging
 from pathlib import Path
 
-from ravdess_ser.cli import parse_stage_config, run_stage
+from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
 from ravdess_ser.manifest import read_manifest
-from ravdess_ser.train import TrainConfig, save_training_outputs, train_classifier
+from ravdess_ser.train import save_training_outputs, train_classifier
+from ravdess_ser.train_config import TrainConfig
+
+PARAMS = StageParams(TrainConfig, "train")
 
 
 def main() -> None:
     config, args = parse_stage_config(
-        TrainConfig, "train", __doc__,
+        PARAMS, __doc__,
         {"manifest": "the label manifest (data/manifest.csv)",
          "model": "where the trained classifier goes (experiments/model/classifier.safetensors)",
          "metrics": "metrics JSON (experiments/metrics.json)",

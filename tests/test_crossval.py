@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,12 +14,13 @@ from conftest import REPO_ROOT
 from test_stage_errors import _assert_one_line_error, _stage
 from test_train import FAST, _embedded_corpus
 from ravdess_ser.crossval import FoldResult, aggregate_folds, read_fold, recall_table, write_crossval_report
-from ravdess_ser.embed import layer_summary_path
+from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.layer_sweep import sweep_layers
 from ravdess_ser.metrics import classification_metrics, confusion_matrix
 from ravdess_ser.ravdess import EMOTION_NAMES
-from ravdess_ser.train import TrainConfig, save_training_outputs, train_classifier
+from ravdess_ser.train import save_training_outputs, train_classifier
+from ravdess_ser.train_config import TrainConfig
 
 FOLDS = {"1": (1, 2), "2": (3, 4), "3": (5, 6)}
 
@@ -177,6 +179,6 @@ def test_numeric_fold_names_are_refused_before_dvc_silently_drops_their_stages(t
 @pytest.mark.parametrize("script", ["crossval.py", "layer_sweep.py"])
 def test_the_new_stages_explain_themselves(tmp_path, script):
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / script), "--help"],
-                            cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", "--help"],
+                            cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
     assert result.returncode == 0 and "--folds" in result.stdout and "params.yaml" in result.stdout

@@ -47,15 +47,15 @@ def test_shallow_layers_skip_the_blocks_above_and_match_the_full_model(tmp_path,
         do_stable_layer_norm=stable_layer_norm, feat_extract_norm="layer" if stable_layer_norm else "group",
     )
     clip = tone(0.5, 16_000)
-    full = Wav2Vec2Embedder(EmbedConfig(str(model_dir)))
+    full = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer_summary=False))
     blocks, last_hidden_state = _full_model_outputs(model_dir, clip, full.extractor)
     for layer in range(3):
-        embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer))
+        embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False))
         assert len(embedder.model.encoder.layers) == layer
         np.testing.assert_allclose(embedder.embed(clip), blocks[layer], atol=1e-5)
     # -1 and the top layer are the model's own last_hidden_state (with the final LayerNorm of pre-LN models).
     for top in (-1, 3):
-        np.testing.assert_allclose(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=top)).embed(clip), last_hidden_state, atol=1e-5)
+        np.testing.assert_allclose(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=top, layer_summary=False)).embed(clip), last_hidden_state, atol=1e-5)
 
 
 def test_layer_out_of_range_is_a_clear_error(tiny_model):

@@ -50,7 +50,7 @@ def test_killed_embed_stage_leaves_nothing_half_written_and_rerun_matches(tmp_pa
     embeddings = project / "experiments/audio_embeddings/Actor_02"
     repro = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=project, env=environment(),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    command = f"python stages/embed.py data/audio_16k/Actor_02 {embeddings.relative_to(project)}"
+    command = f"python -m stages.embed data/audio_16k/Actor_02 {embeddings.relative_to(project)}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(list(embeddings.glob("*.npy"))) < 5:
         time.sleep(0.01)

@@ -10,7 +10,8 @@ import torch
 from transformers import AutoModel, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
 from conftest import tone, write_wav
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, layer_summary_path
+from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor
+from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.models import save_random_wav2vec2
 
@@ -47,7 +48,7 @@ def audio_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("layer", [-1, 0, 2])
 def test_the_frames_are_exactly_the_same_with_the_summary_on(tmp_path, model_dir, audio_dir, layer):
-    plain = embed_actor(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer)), audio_dir, tmp_path / "off",
+    plain = embed_actor(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False)), audio_dir, tmp_path / "off",
                         progress=False)
     summarised = embed_actor(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=True)),
                              audio_dir, tmp_path / "on", progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,9 +13,13 @@ from conftest import REPO_ROOT, tone, write_wav
 
 
 def _stage(tmp_path, script, *args, params=None):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params or {}))
-    return subprocess.run([sys.executable, str(REPO_ROOT / "stages" / script), *map(str, args)],
-                          cwd=tmp_path, capture_output=True, text=True)
+    """Run ``python -m stages.<script>`` in ``tmp_path``, with the repo's params.yaml changed by ``params``."""
+    full = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    for section, values in (params or {}).items():
+        full[section] = full.get(section, {}) | values
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(full))
+    return subprocess.run([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", *map(str, args)],
+                          cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
 
 
 def _assert_one_line_error(result, *fragments):
@@ -58,6 +63,6 @@ def test_unknown_param_keys_are_reported(tmp_path):
 @pytest.mark.parametrize("script", ["download.py", "resample.py", "embed.py", "label_manifest.py", "train.py"])
 def test_every_stage_explains_itself(tmp_path, script):
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "stages" / script), "--help"],
-                            cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", "--help"],
+                            cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
     assert result.returncode == 0 and "usage:" in result.stdout and "params.yaml" in result.stdout

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from ravdess_ser.crossval import DEFAULT_FOLDS, fold_actors
-from ravdess_ser.embed import layer_summary_path
+from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
 from ravdess_ser.metrics import classification_metrics
 from ravdess_ser.ravdess import ALL_ACTORS, EMOTIONS, speech_clip_names
-from ravdess_ser.train import (LayerSummaryClassifier, PooledMLPClassifier, TrainConfig, load_classifier,
+from ravdess_ser.train_config import TrainConfig
+from ravdess_ser.train import (LayerSummaryClassifier, PooledMLPClassifier, load_classifier,
                                pad_batch, save_classifier, split_by_actor, train_classifier)
 
 SUMMARY_LAYERS = 4
@@ -130,8 +131,8 @@ def test_the_last_fold_validates_on_the_first():
     ({"1": [1], "2": [2]}, "3", r"train.fold='3' is not a fold of train.folds \(1, 2\)"),
 ])
 def test_bad_fold_assignments_are_rejected(folds, fold, message):
-    with pytest.raises(PipelineError, match=message):
-        TrainConfig(folds=folds, fold=fold)
+    with pytest.raises(PipelineError, match=message):  # the fold is checked where a run picks its actors
+        fold_actors(TrainConfig(folds=folds, fold=fold).folds, fold)
 
 
 def test_params_from_yaml_and_the_command_line_mean_the_same_config():

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO_ROOT, tone, write_wav
 from ravdess_ser.atomic import TEMP_PREFIX
-from ravdess_ser.audio import ResampleConfig
-from ravdess_ser.embed import EmbedConfig
+from ravdess_ser.audio import ResampleConfig, resample_actor_job
+from ravdess_ser.embed import EmbedConfig, embed_actor_job
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import speech_clip_names
 from ravdess_ser.worker import run_task, socket_path
@@ -57,36 +58,37 @@ def _embed_config(tiny_model) -> dict:
 
 def test_worker_output_is_byte_identical_to_in_process(tmp_path, tiny_model, worker_env, monkeypatch):
     audio = _actor(tmp_path, clips=4)
-    assert run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "w"), config=_embed_config(tiny_model)) == 4
+    assert run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(tmp_path / "w"), config=_embed_config(tiny_model)) == 4
     assert socket_path().exists() and len(_worker_pids(socket_path())) == 1
     monkeypatch.setenv("RAVDESS_SER_WORKER", "0")
-    run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "p"), config=_embed_config(tiny_model))
-    for path in sorted((tmp_path / "p").iterdir()):
-        assert (tmp_path / "w" / path.name).read_bytes() == path.read_bytes()
+    run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(tmp_path / "p"), config=_embed_config(tiny_model))
+    for path in sorted(p for p in (tmp_path / "p").rglob("*") if p.is_file()):
+        assert (tmp_path / "w" / path.relative_to(tmp_path / "p")).read_bytes() == path.read_bytes()
 
 
 def test_worker_is_reused_and_relays_one_line_errors(tmp_path, tiny_model, worker_env):
     audio = _actor(tmp_path, clips=2)
     raw = tmp_path / "raw" / "Actor_01"
     write_wav(raw / "03-01-01-01-01-01-01.wav", tone(0.3, 48_000))
-    run_task("resample_actor", raw_dir=str(raw), out_dir=str(tmp_path / "16k"), config=asdict(ResampleConfig()))
+    run_task(resample_actor_job, raw_dir=str(raw), out_dir=str(tmp_path / "16k"), config=asdict(ResampleConfig()))
     first = _worker_pids(socket_path())
-    run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "e"), config=_embed_config(tiny_model))
+    run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(tmp_path / "e"), config=_embed_config(tiny_model))
     assert _worker_pids(socket_path()) == first
     bad = _embed_config(tiny_model) | {"layer": 17}
     with pytest.raises(PipelineError, match="embed.layer=17 is out of range"):
-        run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "x"), config=bad)
+        run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(tmp_path / "x"), config=bad)
     with pytest.raises(PipelineError, match="audio folder does not exist"):
-        run_task("embed_actor", audio_dir=str(tmp_path / "nowhere"), out_dir=str(tmp_path / "x"), config=_embed_config(tiny_model))
+        run_task(embed_actor_job, audio_dir=str(tmp_path / "nowhere"), out_dir=str(tmp_path / "x"), config=_embed_config(tiny_model))
     assert _worker_pids(socket_path()) == first  # errors do not kill the worker
 
 
 def test_a_killed_stage_leaves_no_partial_file_and_the_worker_serves_on(tmp_path, tiny_model, worker_env, monkeypatch):
     audio = _actor(tmp_path, clips=60, seconds=3.0)
-    (tmp_path / "params.yaml").write_text(f"embed:\n  model: {tiny_model}\n")
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"embed": params["embed"] | {"model": str(tiny_model)}}))
     out = tmp_path / "emb"
-    stage = subprocess.Popen([sys.executable, str(REPO_ROOT / "stages/embed.py"), str(audio), str(out)],
-                             cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    stage = subprocess.Popen([sys.executable, "-m", "stages.embed", str(audio), str(out)],
+                             cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.glob("*.npy"))) < 3:
         time.sleep(0.02)
@@ -94,28 +96,29 @@ def test_a_killed_stage_leaves_no_partial_file_and_the_worker_serves_on(tmp_path
     stage.wait()
     log = socket_path().with_suffix(".log")
     deadline = time.monotonic() + 60  # the worker notices at its next progress write
-    while time.monotonic() < deadline and "client went away; abandoned embed_actor" not in log.read_text():
+    while time.monotonic() < deadline and "client went away; abandoned ravdess_ser.embed:embed_actor_job" not in log.read_text():
         time.sleep(0.05)
-    assert "client went away; abandoned embed_actor" in log.read_text()
+    assert "client went away; abandoned ravdess_ser.embed:embed_actor_job" in log.read_text()
     done = sorted(out.glob("*.npy"))
     assert 3 <= len(done) < 60, "the stage was not killed partway through"
     assert not list(out.glob(TEMP_PREFIX + "*"))
     for path in done:
         assert np.load(path).shape[1] == 64  # every file that looks complete is complete
     # The worker still serves, and a rerun gives the same bytes as an uninterrupted in-process run.
-    run_task("embed_actor", audio_dir=str(audio), out_dir=str(out), config=_embed_config(tiny_model))
+    run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(out), config=_embed_config(tiny_model))
     monkeypatch.setenv("RAVDESS_SER_WORKER", "0")
-    run_task("embed_actor", audio_dir=str(audio), out_dir=str(tmp_path / "ref"), config=_embed_config(tiny_model))
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
-    for path in (tmp_path / "ref").iterdir():
-        assert (out / path.name).read_bytes() == path.read_bytes()
+    run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(tmp_path / "ref"), config=_embed_config(tiny_model))
+    reference = sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*") if p.is_file())
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == reference
+    for path in reference:
+        assert (out / path).read_bytes() == (tmp_path / "ref" / path).read_bytes()
 
 
 def test_an_idle_worker_exits_and_removes_its_socket(tmp_path, tiny_model, worker_env, monkeypatch):
     monkeypatch.setenv("RAVDESS_SER_WORKER_IDLE", "1")
     raw = tmp_path / "raw"
     write_wav(raw / "03-01-01-01-01-01-01.wav", tone(0.2, 48_000))
-    run_task("resample_actor", raw_dir=str(raw), out_dir=str(tmp_path / "16k"), config=asdict(ResampleConfig()))
+    run_task(resample_actor_job, raw_dir=str(raw), out_dir=str(tmp_path / "16k"), config=asdict(ResampleConfig()))
     path = socket_path()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (path.exists() or _worker_pids(path)):

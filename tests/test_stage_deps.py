@@ -1,0 +1,87 @@
+"""dvc.yaml's code deps and params are what the stages use, and params.yaml is where every default lives."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import shutil
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+from ravdess_ser.stage_deps import differences
+
+DEFINITIONS = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+SCRIPTS = sorted(path.stem for path in (REPO_ROOT / "stages").glob("*.py") if path.stem != "__init__")
+
+
+def test_dvc_yaml_lists_exactly_what_every_stage_imports_and_reads():
+    assert differences(REPO_ROOT, DEFINITIONS) == [], "run `python -m ravdess_ser.stage_deps` to update dvc.yaml"
+
+
+@pytest.fixture
+def copy(tmp_path):
+    for name in ("stages", "ravdess_ser"):
+        shutil.copytree(REPO_ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "requirements.txt", tmp_path)
+    return tmp_path
+
+
+def test_the_check_sees_an_import_added_in_a_function_body(copy):
+    script = copy / "stages" / "crossval.py"
+    script.write_text(script.read_text().replace("def main() -> None:\n",
+                                                 "def main() -> None:\n    from ravdess_ser import report  # noqa\n"))
+    assert differences(copy, DEFINITIONS) == [
+        "dvc.yaml: stage crossval does not list ravdess_ser/report.py, which it uses"]
+
+
+def test_the_check_sees_an_import_removed_from_a_library_module(copy):
+    module = copy / "ravdess_ser" / "train.py"
+    module.write_text(module.read_text().replace("from ravdess_ser.device import resolve_device\n", ""))
+    # layer-sweep imports device through layer_sweep.py as well; train and train-fold only through train.py.
+    assert differences(copy, DEFINITIONS) == [
+        "dvc.yaml: stage train lists ravdess_ser/device.py, which it does not use",
+        "dvc.yaml: stage train-fold lists ravdess_ser/device.py, which it does not use"]
+
+
+def test_the_check_sees_a_param_added_to_and_removed_from_a_stage(monkeypatch):
+    definitions = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    definitions["crossval"]["params"].append("train.seed")
+    definitions["layer-sweep"]["params"].remove("train.patience")
+    assert differences(REPO_ROOT, definitions) == [
+        "dvc.yaml: stage crossval lists train.seed, which it does not use",
+        "dvc.yaml: stage layer-sweep does not list train.patience, which it uses"]
+
+
+def test_an_option_in_the_command_is_not_a_param():
+    assert "train.fold" in DEFINITIONS["train"]["params"]
+    assert "train.fold" not in DEFINITIONS["train-fold"]["do"]["params"]  # its command says --fold ${key}
+
+
+def _canonical(value):
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_params_yaml_holds_the_code_default_of_every_key_a_stage_reads(script):
+    stage_params = importlib.import_module(f"stages.{script}").PARAMS
+    section = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())[stage_params.section]
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(stage_params.config_cls)}
+    for name in stage_params.read:
+        assert name in section, f"params.yaml: {stage_params.section}.{name} is missing"
+        assert _canonical(section[name]) == _canonical(defaults[name]), (
+            f"params.yaml: {stage_params.section}.{name} is {section[name]!r}, its code default "
+            f"{defaults[name]!r}")
+
+
+def test_every_key_of_params_yaml_is_read_by_some_stage():
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    read = {f"{p.section}.{name}" for p in (importlib.import_module(f"stages.{s}").PARAMS for s in SCRIPTS)
+            for name in p.read}
+    assert {f"{section}.{key}" for section, values in params.items() for key in values} == read
