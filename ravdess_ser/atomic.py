@@ -67,11 +67,11 @@ def write_csv_atomic(path: str | Path, records: Sequence[dict]) -> None:
         writer.writerows(records)
 
 
-def remove_stale_temporaries(folder: str | Path) -> None:
-    """Delete temporaries left by a process that was killed (SIGKILL skips cleanup)."""
+def remove_stale_temporaries(folder: str | Path, recursive: bool = False) -> None:
+    """Delete temporaries left by a process that was killed (SIGKILL skips cleanup), in subfolders too if asked."""
     folder = Path(folder)
     if folder.is_dir():
-        for stale in folder.glob(TEMP_PREFIX + "*"):
+        for stale in (folder.rglob if recursive else folder.glob)(TEMP_PREFIX + "*"):
             if stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
             else:

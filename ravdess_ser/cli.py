@@ -127,11 +127,12 @@ def parse_stage_config(params: StageParams, description: str, positionals: dict[
             help=f.metadata.get("help", ""),
         )
     args = parser.parse_args(argv)
+    given = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}
     config_values = {}
     for name in params.read:
         value = getattr(args, name)
         config_values[name] = tuple(value) if isinstance(value, list) else value
-        if value is values[name] or (isinstance(value, tuple) and list(value) == values[name]):
+        if f"--{name.replace('_', '-')}" not in given:
             keys_read.append(f"{section}.{name}")  # from params.yaml, not from an option of the command
     return params.config_cls(**config_values), args
 
@@ -143,8 +144,9 @@ def _raise_keyboard_interrupt(signum, frame):
 def _write_audit(directory: str) -> None:
     """Which of the workspace's files this stage process imported, and which params it read (for tests)."""
     root = Path.cwd().resolve()
-    modules = sorted({Path(m.__file__).resolve().relative_to(root).as_posix() for m in list(sys.modules.values())
-                      if getattr(m, "__file__", None) and Path(m.__file__).resolve().is_relative_to(root)})
+    files = [Path(m.__file__) for m in list(sys.modules.values()) if isinstance(getattr(m, "__file__", None), str)]
+    modules = sorted({f.resolve().relative_to(root).as_posix() for f in files  # some modules name no real file
+                      if f.is_absolute() and f.resolve().is_relative_to(root)})
     stage = os.environ.get("DVC_STAGE", "unknown")
     Path(directory, f"{stage}.json").write_text(json.dumps({"modules": modules, "params": sorted(set(keys_read))}))
 

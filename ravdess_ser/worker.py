@@ -55,6 +55,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ravdess_ser.atomic import remove_stale_temporaries
 from ravdess_ser.errors import PipelineError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -230,7 +231,11 @@ def run_task(function: Callable[..., Any], **kwargs: Any) -> Any:
                 return message["result"]
             elif "error" in message:
                 raise PipelineError(message["error"])
-    raise PipelineError("the stage worker ended before finishing the job; run again, or set RAVDESS_SER_WORKER=0")
+    # The worker died mid-job (killed, out of memory): what it was writing would outlive it.
+    if "out_dir" in kwargs:
+        remove_stale_temporaries(kwargs["out_dir"], recursive=True)
+    raise PipelineError("the stage worker ended before finishing the job (its partial files were removed); "
+                        "run again, or set RAVDESS_SER_WORKER=0")
 
 
 # ----------------------------------------------------------------------------- worker

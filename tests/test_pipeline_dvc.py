@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import zipfile
 
 import pytest
 import soundfile as sf
 import yaml
 
-from dvc_project import REPO_ROOT, TRAINING_STAGES, dvc, git, make_project, stages_restored, stages_run, update_params
+from dvc_project import TRAINING_STAGES, dvc, git, make_project, stages_restored, stages_run, update_params
 
 ACTORS = ["01", "02", "03"]
 ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for s in ("resample", "embed") for a in ACTORS}
@@ -27,6 +25,12 @@ ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     return make_project(tmp_path_factory.mktemp("pipeline") / "project")
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory):
+    """Where the first repro's stages record what they imported and read (in-process, so the jobs count too)."""
+    return tmp_path_factory.mktemp("audit")
 
 
 def _commit(project, message):
@@ -40,8 +44,8 @@ def _reset(project):
     dvc(project, "checkout", "--force")
 
 
-def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project):
-    first = dvc(project, "repro")
+def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project, audit):
+    first = dvc(project, "repro", env={"RAVDESS_SER_AUDIT_DIR": str(audit), "RAVDESS_SER_WORKER": "0"})
     assert stages_run(first.stdout) == ALL_STAGES
     metrics = json.loads((project / "experiments/metrics.json").read_text())
     assert {"accuracy", "unweighted_accuracy", "macro_f1", "recall"} <= set(metrics["test"])
@@ -59,6 +63,19 @@ def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project):
     second = dvc(project, "repro")
     assert stages_run(second.stdout) == set()
     assert "Data and pipelines are up to date" in second.stdout
+
+
+def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_params(project, audit):
+    definitions = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    records = {path.stem: json.loads(path.read_text()) for path in audit.glob("*.json")}
+    assert set(records) == ALL_STAGES
+    for stage, record in records.items():
+        definition = definitions[stage.split("@")[0]]
+        body = definition.get("do", definition)
+        deps = {dep.replace("${item}", stage.partition("@")[2]).replace("${key}", stage.partition("@")[2])
+                for dep in body["deps"]}
+        assert set(record["modules"]) - deps == set(), f"{stage} ran code dvc.yaml does not list"
+        assert set(record["params"]) == set(body["params"]), stage
 
 
 def test_a_forced_rerun_of_the_training_stages_changes_no_byte(project):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -124,3 +125,27 @@ def test_an_idle_worker_exits_and_removes_its_socket(tmp_path, tiny_model, worke
     while time.monotonic() < deadline and (path.exists() or _worker_pids(path)):
         time.sleep(0.1)
     assert not path.exists() and not _worker_pids(path)
+
+
+def test_a_worker_killed_mid_job_leaves_no_temporary_behind(tmp_path, tiny_model, worker_env):
+    audio = _actor(tmp_path, clips=60, seconds=3.0)
+    out = tmp_path / "emb"
+    outcome = {}
+
+    def stage():
+        try:
+            run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(out), config=_embed_config(tiny_model))
+        except PipelineError as error:
+            outcome["error"] = str(error)
+
+    thread = threading.Thread(target=stage)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("*.npy"))) < 3:
+        time.sleep(0.02)
+    (out / f"{TEMP_PREFIX}being-written.npy").write_bytes(b"half")  # what the worker was writing when it died
+    for pid in _worker_pids(socket_path()):
+        os.kill(pid, signal.SIGKILL)
+    thread.join(120)
+    assert "the stage worker ended before finishing the job" in outcome["error"]
+    assert not list(out.rglob(TEMP_PREFIX + "*"))
