@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ravdess_ser.cli import param
+from ravdess_ser.cli import check_choice, check_param, convert_params, param, positive
 from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
 from ravdess_ser.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 SKIP_REPORT = "skipped.tsv"
+METHODS = ("sinc_interp_kaiser", "sinc_interp_hann")
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,17 @@ class ResampleConfig:
     rolloff: float = param(0.9475937167399596, "filter cut-off as a fraction of the lower Nyquist frequency")
     beta: float = param(14.769656459379492, "Kaiser window shape (sinc_interp_kaiser only)")
     subtype: str = param("PCM_16", "soundfile subtype of the written WAVs: PCM_16, PCM_24 or FLOAT")
+
+    def __post_init__(self):
+        convert_params(self, "resample")
+        check_param("resample.sample_rate", self.sample_rate, self.sample_rate > 0, "a positive number of Hz")
+        check_choice("resample.method", self.method, METHODS)
+        check_param("resample.lowpass_filter_width", self.lowpass_filter_width, self.lowpass_filter_width >= 1,
+                    "a positive integer")
+        check_param("resample.rolloff", self.rolloff, positive(self.rolloff) and self.rolloff <= 1,
+                    "above 0 and at most 1")
+        check_param("resample.beta", self.beta, positive(self.beta) or self.beta == 0, "a number, 0 or more")
+        check_choice("resample.subtype", self.subtype, SUBTYPES)
 
 
 def is_wav(path: Path) -> bool:

@@ -9,8 +9,11 @@ current value by ``--help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import math
+import re
 import signal
 import sys
 import types
@@ -89,8 +92,9 @@ def parse_stage_config(config_cls, section: str, description: str, positionals: 
         value_type, nargs = _field_parser(hints[f.name])
         default = values.get(f.name, _default(f))
         default = tuple(default) if isinstance(default, list) else default
+        default = _ParamsText(default) if isinstance(default, str) and f.name in values else default
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}", dest=f.name, type=value_type, nargs=nargs, default=default,
+            f"--{f.name.replace('_', '-')}", dest=f.name, type=_option_type(value_type), nargs=nargs, default=default,
             help=f.metadata.get("help", ""),
         )
     args = parser.parse_args(argv)
@@ -118,3 +122,104 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted: no partial output was kept; run `dvc repro` to finish", file=sys.stderr)
         sys.exit(130)
+
+
+# ----------------------------------------------------------------------------- checking a config's values
+
+
+class _ParamsText(str):
+    """A string from params.yaml, which argparse converts as it converts a default."""
+
+
+def _option_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """The option's type; a params.yaml string it cannot convert is left for the config to report on one line
+    naming its key (argparse would print its usage and ``argument --layer: invalid int value``)."""
+    def parse(text: str):
+        if not isinstance(text, _ParamsText):
+            return convert(text)
+        try:
+            return convert(str(text))
+        except (ValueError, TypeError, yaml.YAMLError):
+            return str(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names it in "invalid int value: 'x'"
+    return parse
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _converted(value, annotation, key: str):
+    """``value`` as the annotated type, converted as its command-line option would convert it."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if str(value).strip().lower() in words:
+            return words[str(value).strip().lower()]
+        raise PipelineError(f"{key}={_show(value)}: must be true or false")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value)
+        raise PipelineError(f"{key}={_show(value)}: must be an integer")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return float(value)
+        raise PipelineError(f"{key}={_show(value)}: must be a number")
+    if annotation is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads an unquoted 1234 as a number; the command line gives the text
+        if not isinstance(value, str):
+            raise PipelineError(f"{key}={_show(value)}: must be a string")
+        return str(value)
+    return value
+
+
+def convert_params(config, section: str) -> None:
+    """Give every field of a (frozen) config dataclass its annotated type, from YAML as from the command line.
+
+    Called first by each config's ``__post_init__``; raises :class:`PipelineError` naming ``section.key``.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        converted = _converted(value, hints[f.name], f"{section}.{f.name}")
+        if converted is not value:
+            object.__setattr__(config, f.name, converted)
+
+
+def check_param(key: str, value, ok: bool, allowed: str) -> None:
+    """Raise ``section.key=value: must be <allowed>`` unless ``ok``."""
+    if not ok:
+        raise PipelineError(f"{key}={_show(value)}: must be {allowed}")
+
+
+def check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise PipelineError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+def positive(value) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+DEVICES_ALLOWED = "auto, cpu, cuda or cuda:N (or mps, xpu)"
+
+
+def valid_device(name: str) -> bool:
+    """A torch device name, checked without importing torch (the stage clients of the warm worker never do)."""
+    return re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", name) is not None

@@ -30,7 +30,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ravdess_ser.cli import param
+from ravdess_ser.cli import (DEVICES_ALLOWED, check_choice, check_param, convert_params, param, positive,
+                             valid_device)
 from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
 from ravdess_ser.audio import is_wav, read_audio, write_skip_report
 from ravdess_ser.device import resolve_device
@@ -59,6 +60,16 @@ class EmbedConfig:
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
     layer_summary: bool = param(False, "also save every layer's mean and std over time, (layers + 1, 2, features), "
                                 "to <out_dir>/layer_summary/<clip>.npy; runs all layers, in the same forward pass")
+
+    def __post_init__(self):
+        convert_params(self, "embed")
+        check_param("embed.model", self.model, self.model.strip() != "", "a model folder or a hub id")
+        check_param("embed.layer", self.layer, self.layer >= -1,
+                    "-1 (the last hidden state) or a layer number, 0 or more")
+        check_param("embed.device", self.device, valid_device(self.device), DEVICES_ALLOWED)
+        check_choice("embed.mode", self.mode, MODES)
+        check_choice("embed.storage", self.storage, STORAGE_DTYPES)
+        check_param("embed.batch_seconds", self.batch_seconds, positive(self.batch_seconds), "a positive number")
 
 
 def _looks_like_path(model: str) -> bool:
@@ -157,9 +168,6 @@ class Wav2Vec2Embedder:
     """
 
     def __init__(self, config: EmbedConfig):
-        for name, value, allowed in (("mode", config.mode, MODES), ("storage", config.storage, STORAGE_DTYPES)):
-            if value not in allowed:
-                raise PipelineError(f"embed.{name}={value!r} is not one of {', '.join(allowed)}")
         self.config = config
         self.device = resolve_device(config.device)
         self.extractor, model = _load_pretrained(config)
