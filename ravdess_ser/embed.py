@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import soundfile as sf
 
 from ravdess_ser.cli import (DEVICES_ALLOWED, check_choice, check_param, convert_params, param, positive,
                              valid_device)
@@ -327,6 +328,20 @@ def save_embedding(path: Path, features: np.ndarray, storage: str) -> None:
         np.save(tmp, features.astype(storage, copy=False))
 
 
+def check_sample_rates(wavs: list[Path], model_rate: int, model: str, audio_dir: Path) -> None:
+    """Refuse a folder none of whose clips is at the model's rate (a resample.sample_rate it does not take),
+    from the WAV headers alone, before any clip is read; a stray clip at another rate is skipped like any bad clip."""
+    rates = {}
+    for path in wavs:
+        with contextlib.suppress(sf.LibsndfileError, RuntimeError):  # unreadable: skipped with its reason below
+            rates[path] = sf.info(path).samplerate
+    if rates and model_rate not in rates.values():
+        found = " and ".join(f"{rate} Hz" for rate in sorted(set(rates.values())))
+        raise PipelineError(f"the clips are {found} (e.g. {next(iter(rates)).name}), but the model {model} takes "
+                            f"{model_rate} Hz only (its feature extractor's sampling_rate); "
+                            f"set resample.sample_rate: {model_rate}", audio_dir)
+
+
 def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
     """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``.
 
@@ -337,11 +352,13 @@ def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, prog
     audio_dir, out_dir = Path(audio_dir), Path(out_dir)
     if not audio_dir.is_dir():
         raise PipelineError("audio folder does not exist", audio_dir)
+    wavs = sorted(path for path in audio_dir.iterdir() if is_wav(path))
+    check_sample_rates(wavs, embedder.sample_rate, embedder.config.model, audio_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     remove_stale_temporaries(out_dir / LAYER_SUMMARY_DIR)
     skipped, paths, clips = [], [], []
-    for path in sorted(path for path in audio_dir.iterdir() if is_wav(path)):
+    for path in wavs:
         try:
             samples, rate = read_audio(path)
             if rate != embedder.sample_rate:

@@ -44,6 +44,18 @@ def test_embed_with_a_missing_model_folder(tmp_path):
     _assert_one_line_error(result, "models/missing", "model folder does not exist")
 
 
+def test_embed_refuses_a_sample_rate_its_model_does_not_take(tmp_path):
+    # resample.sample_rate: 8000 wrote these; the embed stage used to skip every clip and succeed with none.
+    for name in ("03-01-01-01-01-01-01.wav", "03-01-02-01-01-01-01.wav"):
+        write_wav(tmp_path / "16k/Actor_01" / name, tone(0.5, 8_000), 8_000)
+    model = REPO_ROOT / "models" / "wav2vec2-tiny-random"
+    result = _stage(tmp_path, "embed.py", "16k/Actor_01", "emb/Actor_01", params={"embed": {"model": str(model)}})
+    _assert_only_line(result, f"error: 16k/Actor_01: the clips are 8000 Hz (e.g. 03-01-01-01-01-01-01.wav), but the "
+                              f"model {model} takes 16000 Hz only (its feature extractor's sampling_rate); "
+                              "set resample.sample_rate: 16000")
+    assert not (tmp_path / "emb").exists()
+
+
 def test_train_on_a_file_that_is_not_a_manifest(tmp_path):
     (tmp_path / "manifest.csv").write_text("x\n")
     result = _stage(tmp_path, "train.py", "manifest.csv", "m.pt", "metrics.json", "plots", params={"train": {}})
