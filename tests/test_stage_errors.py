@@ -33,6 +33,21 @@ def test_download_with_a_missing_local_zip(tmp_path):
     assert not (tmp_path / "data/raw").exists()
 
 
+def test_download_refuses_a_zip_bomb_in_one_line(tmp_path):
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "corpus.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("Actor_01/03-01-01-01-01-01-01.wav", bytes(80 << 20))
+    md5 = hashlib.md5((tmp_path / "corpus.zip").read_bytes()).hexdigest()
+    result = _stage(tmp_path, "download.py", "data/raw",
+                    params={"data": {"source": "zip", "zip_path": "corpus.zip", "md5": md5, "actors": ["01"]}})
+    _assert_only_line(result, "error: corpus.zip: member 'Actor_01/03-01-01-01-01-01-01.wav' inflates to 80.0 MiB, "
+                              "beyond the 64.0 MiB limit for one file; refusing to extract (not a RAVDESS archive, "
+                              "or a zip bomb)")
+    assert not (tmp_path / "data").exists()
+
+
 def test_download_with_an_unknown_source(tmp_path):
     _assert_one_line_error(_stage(tmp_path, "download.py", "data/raw", params={"data": {"source": "ftp"}}),
                            "data.source='ftp' is not one of synthetic, ravdess, zip")
