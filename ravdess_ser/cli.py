@@ -27,6 +27,7 @@ import yaml
 from ravdess_ser.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
+INTERRUPTED = "interrupted: no partial output was kept; run `dvc repro` to finish"
 
 
 def param(default, help: str):
@@ -120,7 +121,17 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: no partial output was kept; run `dvc repro` to finish", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
+        sys.exit(130)
+
+
+@contextlib.contextmanager
+def stage_imports():
+    """Around a stage script's imports (torch takes seconds): Ctrl-C there gives run_stage's one line too."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
 
 

@@ -15,6 +15,7 @@ itself, so the sweep's results do not depend on how many processes run it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -62,6 +63,18 @@ def _start_trainer(rows: Sequence[ManifestRow], root: Path, ignore_interrupt: bo
     _trainer.update(rows=rows, root=root, loaded={})
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """SIGINT held back (blocked) in this thread: processes it starts inherit the block across exec, so Ctrl-C
+    never reaches them, not even while they import torch before their initializer runs. Here, a SIGINT that
+    came meanwhile is delivered on leaving (as resource_tracker does it in the standard library)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _train_one(config: TrainConfig) -> FoldResult:
     run = train_classifier(_trainer["rows"], _trainer["root"], config, progress=False, loaded=_trainer["loaded"])
     return FoldResult(config.fold, run.metrics, run.test_predictions)
@@ -86,7 +99,9 @@ def train_all(rows: Sequence[ManifestRow], root: Path, configs: Sequence[TrainCo
     pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_trainer, initargs=(list(rows), Path(root), True))
     try:
-        return list(pool.map(_train_one, configs))
+        with _sigint_held():  # the pool starts its processes as the trainings are submitted
+            results = pool.map(_train_one, configs)
+        return list(results)
     finally:
         pool.shutdown(cancel_futures=True)
 

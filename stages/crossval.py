@@ -3,8 +3,10 @@
 import logging
 from dataclasses import dataclass
 
-from ravdess_ser.cli import param, parse_stage_config, run_stage
-from ravdess_ser.crossval import DEFAULT_FOLDS, FOLDS_HELP, checked_folds, read_fold, write_crossval_report
+from ravdess_ser.cli import param, parse_stage_config, run_stage, stage_imports
+
+with stage_imports():  # Ctrl-C while these load is run_stage's one line too, not a traceback
+    from ravdess_ser.crossval import DEFAULT_FOLDS, FOLDS_HELP, checked_folds, read_fold, write_crossval_report
 
 
 @dataclass(frozen=True)

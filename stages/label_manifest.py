@@ -4,10 +4,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ravdess_ser.cli import param, parse_stage_config, run_stage
-from ravdess_ser.corpus import actor_numbers
-from ravdess_ser.ravdess import ALL_ACTOR_CODES
-from ravdess_ser.manifest import build_manifest, summarize_exclusions, write_manifest
+from ravdess_ser.cli import param, parse_stage_config, run_stage, stage_imports
+
+with stage_imports():  # Ctrl-C while these load is run_stage's one line too, not a traceback
+    from ravdess_ser.corpus import actor_numbers
+    from ravdess_ser.ravdess import ALL_ACTOR_CODES
+    from ravdess_ser.manifest import build_manifest, summarize_exclusions, write_manifest
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ import json
 import logging
 from pathlib import Path
 
-from ravdess_ser.atomic import write_csv_atomic, write_text_atomic
-from ravdess_ser.cli import parse_stage_config, run_stage
-from ravdess_ser.layer_sweep import sweep_layers
-from ravdess_ser.manifest import read_manifest
-from ravdess_ser.train import TrainConfig
+from ravdess_ser.cli import parse_stage_config, run_stage, stage_imports
+
+with stage_imports():  # Ctrl-C while these load is run_stage's one line too, not a traceback
+    from ravdess_ser.atomic import write_csv_atomic, write_text_atomic
+    from ravdess_ser.layer_sweep import sweep_layers
+    from ravdess_ser.manifest import read_manifest
+    from ravdess_ser.train import TrainConfig
 
 
 def main() -> None:

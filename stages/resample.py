@@ -2,9 +2,11 @@
 
 from dataclasses import asdict
 
-from ravdess_ser.audio import ResampleConfig
-from ravdess_ser.cli import parse_stage_config, run_stage
-from ravdess_ser.worker import run_task
+from ravdess_ser.cli import parse_stage_config, run_stage, stage_imports
+
+with stage_imports():  # Ctrl-C while these load is run_stage's one line too, not a traceback
+    from ravdess_ser.audio import ResampleConfig
+    from ravdess_ser.worker import run_task
 
 
 def main() -> None:

@@ -7,9 +7,11 @@ The train stage runs the fold named by train.fold; the train-fold@<name> stages 
 import logging
 from pathlib import Path
 
-from ravdess_ser.cli import parse_stage_config, run_stage
-from ravdess_ser.manifest import read_manifest
-from ravdess_ser.train import TrainConfig, save_training_outputs, train_classifier
+from ravdess_ser.cli import parse_stage_config, run_stage, stage_imports
+
+with stage_imports():  # Ctrl-C while these load is run_stage's one line too, not a traceback
+    from ravdess_ser.manifest import read_manifest
+    from ravdess_ser.train import TrainConfig, save_training_outputs, train_classifier
 
 
 def main() -> None:
