@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -65,14 +66,28 @@ def _start_trainer(rows: Sequence[ManifestRow], root: Path, ignore_interrupt: bo
 
 @contextlib.contextmanager
 def _sigint_held():
-    """SIGINT held back (blocked) in this thread: processes it starts inherit the block across exec, so Ctrl-C
-    never reaches them, not even while they import torch before their initializer runs. Here, a SIGINT that
-    came meanwhile is delivered on leaving (as resource_tracker does it in the standard library)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    """Ctrl-C held back while the pool starts its processes.
+
+    Blocked in this thread, SIGINT stays blocked in the processes it starts (the mask survives exec), so it never
+    reaches them, not even while they import torch before their initializer runs. A SIGINT that comes meanwhile
+    (another thread of this process, which does not block it, may take it) is kept by a handler and handed to the
+    previous one on leaving: a KeyboardInterrupt raised halfway through starting a process left that process
+    without its instructions, and it printed an EOFError traceback.
+    """
+    held = []
+    handler = signal.getsignal(signal.SIGINT)
+    in_charge = threading.current_thread() is threading.main_thread() and handler is not None
+    if in_charge:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now, in the handler above
+        if in_charge:
+            signal.signal(signal.SIGINT, handler)
+    if held and callable(handler):
+        handler(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
 
 
 def _train_one(config: TrainConfig) -> FoldResult:
