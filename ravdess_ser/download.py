@@ -359,7 +359,10 @@ RATIO_CHECK_BYTES = 1 << 20
 
 
 def _size(count: int) -> str:
-    return f"{count / (1 << 30):.1f} GiB" if count >= 1 << 30 else f"{count / (1 << 20):.1f} MiB"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}"
+    return f"{count} bytes"
 
 
 def _refuse_bomb(zip_path: Path, member: str, what: str, limit: str) -> PipelineError:
