@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
+import glob
 import os
 import shutil
 import tempfile
@@ -40,10 +43,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path``."""
+    """Yield a temporary directory next to ``path``; on success it replaces ``path``.
+
+    The temporary directory, ``.tmp-<name>-XXXX``, is locked (flock) while it is filled. A process killed with
+    SIGKILL leaves it behind unlocked (the kernel drops a dead process's locks), so each call first removes
+    those, and leaves alone the ones a live run is filling.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX + path.name + "-", dir=path.parent))
+    prefix = TEMP_PREFIX + path.name + "-"
+    _remove_abandoned_dirs(path.parent, prefix)
+    tmp_path, lock = _locked_temp_dir(path.parent, prefix)
     try:
         yield tmp_path
         if path.exists():
@@ -52,6 +62,43 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp_path, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
+
+
+def _try_lock(fd: int, blocking: bool = False) -> bool | None:
+    """Lock ``fd``: True if locked, False if another process holds it, None if this filesystem cannot lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError as error:
+        return False if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+    return True
+
+
+def _locked_temp_dir(parent: Path, prefix: str) -> tuple[Path, int]:
+    while True:
+        tmp_path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        lock = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        # Another run's cleanup may have taken the folder between mkdtemp and the lock: then make another.
+        locked = _try_lock(lock, blocking=True)
+        with contextlib.suppress(FileNotFoundError):
+            if locked is None or os.stat(tmp_path).st_ino == os.fstat(lock).st_ino:
+                return tmp_path, lock
+        os.close(lock)
+
+
+def _remove_abandoned_dirs(parent: Path, prefix: str) -> None:
+    """Remove the ``prefix*`` folders no live process holds locked: what killed runs left."""
+    for stale in parent.glob(glob.escape(prefix) + "*"):
+        try:
+            fd = os.open(stale, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone already, or not a folder
+        try:
+            if _try_lock(fd):
+                shutil.rmtree(stale, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

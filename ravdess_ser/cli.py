@@ -9,10 +9,13 @@ current value by ``--help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import math
+import re
 import signal
 import sys
 import types
@@ -23,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from ravdess_ser.errors import PipelineError
+from ravdess_ser.errors import INTERRUPTED, PipelineError
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -122,8 +125,9 @@ def parse_stage_config(params: StageParams, description: str, positionals: dict[
         value_type, nargs = _field_parser(hints[f.name])
         default = values[f.name]
         default = tuple(default) if isinstance(default, list) else default
+        default = _ParamsText(default) if isinstance(default, str) and f.name in values else default
         parser.add_argument(
-            f"--{f.name.replace('_', '-')}", dest=f.name, type=value_type, nargs=nargs, default=default,
+            f"--{f.name.replace('_', '-')}", dest=f.name, type=_option_type(value_type), nargs=nargs, default=default,
             help=f.metadata.get("help", ""),
         )
     args = parser.parse_args(argv)
@@ -154,7 +158,9 @@ def _write_audit(directory: str) -> None:
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main: a PipelineError or an interrupt becomes one line on stderr, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # A stage killed with SIGTERM takes the same clean exit as Ctrl-C, so temporaries are removed.
+    # From here an interrupt unwinds, so temporaries are removed (stages/__init__.py exits at once before, while
+    # the stage only imports); a stage killed with SIGTERM takes the same clean exit as Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         main()
@@ -162,7 +168,108 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted: no partial output was kept; run `dvc repro` to finish", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     if os.environ.get("RAVDESS_SER_AUDIT_DIR"):
         _write_audit(os.environ["RAVDESS_SER_AUDIT_DIR"])
+
+
+# ----------------------------------------------------------------------------- checking a config's values
+
+
+class _ParamsText(str):
+    """A string from params.yaml, which argparse converts as it converts a default."""
+
+
+def _option_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """The option's type; a params.yaml string it cannot convert is left for the config to report on one line
+    naming its key (argparse would print its usage and ``argument --layer: invalid int value``)."""
+    def parse(text: str):
+        if not isinstance(text, _ParamsText):
+            return convert(text)
+        try:
+            return convert(str(text))
+        except (ValueError, TypeError, yaml.YAMLError):
+            return str(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names it in "invalid int value: 'x'"
+    return parse
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _converted(value, annotation, key: str):
+    """``value`` as the annotated type, converted as its command-line option would convert it."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if str(value).strip().lower() in words:
+            return words[str(value).strip().lower()]
+        raise PipelineError(f"{key}={_show(value)}: must be true or false")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return int(value)
+        raise PipelineError(f"{key}={_show(value)}: must be an integer")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return float(value)
+        raise PipelineError(f"{key}={_show(value)}: must be a number")
+    if annotation is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads an unquoted 1234 as a number; the command line gives the text
+        if not isinstance(value, str):
+            raise PipelineError(f"{key}={_show(value)}: must be a string")
+        return str(value)
+    return value
+
+
+def convert_params(config, section: str) -> None:
+    """Give every field of a (frozen) config dataclass its annotated type, from YAML as from the command line.
+
+    Called first by each config's ``__post_init__``; raises :class:`PipelineError` naming ``section.key``.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        converted = _converted(value, hints[f.name], f"{section}.{f.name}")
+        if converted is not value:
+            object.__setattr__(config, f.name, converted)
+
+
+def check_param(key: str, value, ok: bool, allowed: str) -> None:
+    """Raise ``section.key=value: must be <allowed>`` unless ``ok``."""
+    if not ok:
+        raise PipelineError(f"{key}={_show(value)}: must be {allowed}")
+
+
+def check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise PipelineError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+def positive(value) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+DEVICES_ALLOWED = "auto, cpu, cuda or cuda:N (or mps, xpu)"
+
+
+def valid_device(name: str) -> bool:
+    """A torch device name, checked without importing torch (the stage clients of the warm worker never do)."""
+    return re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", name) is not None

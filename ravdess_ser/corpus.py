@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ravdess_ser.cli import param
+from ravdess_ser.cli import check_choice, check_param, convert_params, param, positive
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import ALL_ACTOR_CODES, ALL_ACTORS, SPEECH_ZIP_MD5, SPEECH_ZIP_URL
 
@@ -22,6 +23,15 @@ class DataConfig:
                           "the zip: download target for source=ravdess (resumed if partial), input for source=zip")
     synthetic_seed: int = param(0, "seed of the synthetic corpus")
     synthetic_clip_seconds: float = param(1.5, "mean clip length of the synthetic corpus (RAVDESS: about 3.7 s)")
+
+    def __post_init__(self):
+        convert_params(self, "data")
+        check_choice("data.source", self.source, SOURCES)
+        check_param("data.md5", self.md5, re.fullmatch(r"[0-9a-f]{32}", self.md5.strip().lower()) is not None,
+                    "32 hexadecimal digits (quote it in params.yaml: md5: '0123...')")
+        check_param("data.synthetic_seed", self.synthetic_seed, self.synthetic_seed >= 0, "an integer, 0 or more")
+        check_param("data.synthetic_clip_seconds", self.synthetic_clip_seconds, positive(self.synthetic_clip_seconds),
+                    "a positive number of seconds")
 
 
 def actor_numbers(codes: Sequence[str]) -> list[int]:

@@ -6,7 +6,8 @@ Three steps, each usable on its own:
   resumes with an HTTP ``Range`` request after a dropped connection (or from a
   ``.part`` left by an earlier run), checks the MD5 and only then renames the
   file to ``dest``. A file that fails the check is deleted.
-* :func:`extract_ravdess_zip` checks the archive (CRC of every member), finds
+* :func:`extract_ravdess_zip` refuses archives whose sizes no RAVDESS archive
+  has (a zip bomb), checks the archive (CRC of every member), finds
   the ``Actor_XX`` folders wherever they sit, skips macOS junk (``__MACOSX/``,
   ``.DS_Store``, ``._*``) and writes ``raw_dir/Actor_XX/<file>`` for the
   requested actors only, atomically: an interrupted extraction leaves no
@@ -39,7 +40,7 @@ from tqdm import tqdm
 
 from ravdess_ser.atomic import atomic_dir
 from ravdess_ser.errors import PipelineError
-from ravdess_ser.corpus import SOURCES, DataConfig, actor_numbers
+from ravdess_ser.corpus import DataConfig, actor_numbers
 from ravdess_ser.ravdess import SPEECH_ZIP_NAME, actor_dirname, actor_from_dirname
 
 PART_SUFFIX = ".part"
@@ -349,6 +350,60 @@ def download_file(
 
 _JUNK_FILE_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
 
+# What a RAVDESS archive can hold, with a wide margin, so that a zip bomb is refused before anything is inflated or
+# written. The speech corpus is 1440 WAVs of a few seconds (under 1 MiB each, about 0.6 GiB in all); audio hardly
+# compresses, so a member that inflates a hundredfold is no recording.
+MAX_MEMBER_BYTES = 64 << 20  # 11 minutes of 48 kHz 16-bit mono
+MAX_TOTAL_BYTES = 4 << 30
+MAX_COMPRESSION_RATIO = 100  # checked for members above RATIO_CHECK_BYTES: a short silent clip may compress more
+RATIO_CHECK_BYTES = 1 << 20
+
+
+def _size(count: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _refuse_bomb(zip_path: Path, member: str, what: str, limit: str) -> PipelineError:
+    return PipelineError(f"member {member!r} {what}, beyond the {limit}; refusing to extract "
+                         "(not a RAVDESS archive, or a zip bomb)", zip_path)
+
+
+def _check_sizes(zip_path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse, from the sizes the archive declares, members and totals no RAVDESS archive has."""
+    total = 0
+    for info in archive.infolist():
+        size = info.file_size
+        if size > MAX_MEMBER_BYTES:
+            raise _refuse_bomb(zip_path, info.filename, f"inflates to {_size(size)}",
+                               f"{_size(MAX_MEMBER_BYTES)} limit for one file")
+        if size > RATIO_CHECK_BYTES and size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+            raise _refuse_bomb(zip_path, info.filename, f"inflates {size // max(info.compress_size, 1)}-fold "
+                               f"({_size(info.compress_size)} to {_size(size)})",
+                               f"{MAX_COMPRESSION_RATIO}-fold limit for audio")
+        total += size
+        if total > MAX_TOTAL_BYTES:
+            raise _refuse_bomb(zip_path, info.filename, f"takes the archive to {_size(total)} uncompressed",
+                               f"{_size(MAX_TOTAL_BYTES)} limit for the whole archive")
+
+
+class _BoundedReader:
+    """A member's stream that refuses to yield more than the member declared (its headers could lie)."""
+
+    def __init__(self, stream, zip_path: Path, info: zipfile.ZipInfo):
+        self.stream, self.zip_path, self.info = stream, zip_path, info
+        self.left = min(info.file_size, MAX_MEMBER_BYTES)
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.left -= len(chunk)
+        if self.left < 0:
+            raise _refuse_bomb(self.zip_path, self.info.filename, "inflates to more than it declares",
+                               f"{_size(min(self.info.file_size, MAX_MEMBER_BYTES))} it declared")
+        return chunk
+
 
 def _require_file(path: Path, what: str) -> None:
     if not path.exists():
@@ -462,6 +517,7 @@ def extract_ravdess_zip(zip_path: Path, raw_dir: Path, actors: Sequence[int]) ->
             f"truncated or corrupt zip archive ({_describe(exc)}); delete it and download again", zip_path
         ) from exc
     with archive:
+        _check_sizes(zip_path, archive)
         _check_archive(zip_path, archive)
         plan = _plan(zip_path, archive)
         missing = [a for a in wanted if a not in plan]
@@ -480,7 +536,7 @@ def extract_ravdess_zip(zip_path: Path, raw_dir: Path, actors: Sequence[int]) ->
                 for info, name in plan[actor]:
                     try:
                         with archive.open(info) as src, open(tmp / folder / name, "wb") as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
+                            shutil.copyfileobj(_BoundedReader(src, zip_path, info), dst, 1 << 20)
                     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                         raise PipelineError(
                             f"truncated or corrupt zip archive ({_describe(exc)} in {info.filename!r}); "
@@ -515,10 +571,8 @@ def prepare_corpus(config: DataConfig, raw_dir: Path, progress: bool = True) -> 
     if config.source == "synthetic":
         with atomic_dir(raw_dir) as tmp:
             generate_corpus(tmp, actors, config.synthetic_seed, config.synthetic_clip_seconds, progress=progress)
-    elif config.source in ("ravdess", "zip"):
+    else:  # ravdess or zip: DataConfig allows nothing else
         zip_path = Path(config.zip_path)
         if config.source == "ravdess":
             download_file(config.url, zip_path, config.md5, progress=progress)
         prepare_ravdess_from_zip(zip_path, raw_dir, actors, config.md5)
-    else:
-        raise PipelineError(f"data.source={config.source!r} is not one of {', '.join(SOURCES)}")

@@ -29,8 +29,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+import soundfile as sf
 
-from ravdess_ser.cli import param
+from ravdess_ser.cli import (DEVICES_ALLOWED, check_choice, check_param, convert_params, param, positive,
+                             valid_device)
 from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
 from ravdess_ser.audio import is_wav, read_audio, write_skip_report
 from ravdess_ser.device import resolve_device
@@ -59,6 +61,16 @@ class EmbedConfig:
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
     layer_summary: bool = param(True, "also save every layer's mean and std over time, (layers + 1, 2, features), "
                                 "to <out_dir>/layer_summary/<clip>.npy; runs all layers, in the same forward pass")
+
+    def __post_init__(self):
+        convert_params(self, "embed")
+        check_param("embed.model", self.model, self.model.strip() != "", "a model folder or a hub id")
+        check_param("embed.layer", self.layer, self.layer >= -1,
+                    "-1 (the last hidden state) or a layer number, 0 or more")
+        check_param("embed.device", self.device, valid_device(self.device), DEVICES_ALLOWED)
+        check_choice("embed.mode", self.mode, MODES)
+        check_choice("embed.storage", self.storage, STORAGE_DTYPES)
+        check_param("embed.batch_seconds", self.batch_seconds, positive(self.batch_seconds), "a positive number")
 
 
 def _looks_like_path(model: str) -> bool:
@@ -157,9 +169,6 @@ class Wav2Vec2Embedder:
     """
 
     def __init__(self, config: EmbedConfig):
-        for name, value, allowed in (("mode", config.mode, MODES), ("storage", config.storage, STORAGE_DTYPES)):
-            if value not in allowed:
-                raise PipelineError(f"embed.{name}={value!r} is not one of {', '.join(allowed)}")
         self.config = config
         self.device = resolve_device(config.device)
         self.extractor, model = _load_pretrained(config)
@@ -309,6 +318,20 @@ def summarise_layers(layers) -> np.ndarray:
     return torch.stack([mean, std], dim=1).cpu().numpy()
 
 
+def check_sample_rates(wavs: list[Path], model_rate: int, model: str, audio_dir: Path) -> None:
+    """Refuse a folder none of whose clips is at the model's rate (a resample.sample_rate it does not take),
+    from the WAV headers alone, before any clip is read; a stray clip at another rate is skipped like any bad clip."""
+    rates = {}
+    for path in wavs:
+        with contextlib.suppress(sf.LibsndfileError, RuntimeError):  # unreadable: skipped with its reason below
+            rates[path] = sf.info(path).samplerate
+    if rates and model_rate not in rates.values():
+        found = " and ".join(f"{rate} Hz" for rate in sorted(set(rates.values())))
+        raise PipelineError(f"the clips are {found} (e.g. {next(iter(rates)).name}), but the model {model} takes "
+                            f"{model_rate} Hz only (its feature extractor's sampling_rate); "
+                            f"set resample.sample_rate: {model_rate}", audio_dir)
+
+
 def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
     """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``.
 
@@ -319,11 +342,13 @@ def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, prog
     audio_dir, out_dir = Path(audio_dir), Path(out_dir)
     if not audio_dir.is_dir():
         raise PipelineError("audio folder does not exist", audio_dir)
+    wavs = sorted(path for path in audio_dir.iterdir() if is_wav(path))
+    check_sample_rates(wavs, embedder.sample_rate, embedder.config.model, audio_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
     remove_stale_temporaries(out_dir / LAYER_SUMMARY_DIR)
     skipped, paths, clips = [], [], []
-    for path in sorted(path for path in audio_dir.iterdir() if is_wav(path)):
+    for path in wavs:
         try:
             samples, rate = read_audio(path)
             if rate != embedder.sample_rate:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: What a stage says when Ctrl-C or SIGTERM stops it, at any point.
+INTERRUPTED = "interrupted: no partial output was kept; run `dvc repro` to finish"
+
 
 class PipelineError(Exception):
     """A problem the user can fix: bad input, a missing file, an unreachable server."""

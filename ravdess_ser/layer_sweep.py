@@ -15,10 +15,12 @@ itself, so the sweep's results do not depend on how many processes run it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -63,6 +65,32 @@ def _start_trainer(rows: Sequence[ManifestRow], root: Path, ignore_interrupt: bo
     _trainer.update(rows=rows, root=root, loaded={})
 
 
+@contextlib.contextmanager
+def _sigint_held():
+    """Ctrl-C held back while the pool starts its processes.
+
+    Blocked in this thread, SIGINT stays blocked in the processes it starts (the mask survives exec), so it never
+    reaches them, not even while they import torch before their initializer runs. A SIGINT that comes meanwhile
+    (another thread of this process, which does not block it, may take it) is kept by a handler and handed to the
+    previous one on leaving: a KeyboardInterrupt raised halfway through starting a process left that process
+    without its instructions, and it printed an EOFError traceback.
+    """
+    held = []
+    handler = signal.getsignal(signal.SIGINT)
+    in_charge = threading.current_thread() is threading.main_thread() and handler is not None
+    if in_charge:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now, in the handler above
+        if in_charge:
+            signal.signal(signal.SIGINT, handler)
+    if held and callable(handler):
+        handler(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+
+
 def _train_one(config: TrainConfig) -> FoldResult:
     run = train_classifier(_trainer["rows"], _trainer["root"], config, progress=False, loaded=_trainer["loaded"])
     return FoldResult(config.fold, run.metrics, run.test_predictions)
@@ -87,7 +115,9 @@ def train_all(rows: Sequence[ManifestRow], root: Path, configs: Sequence[TrainCo
     pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_trainer, initargs=(list(rows), Path(root), True))
     try:
-        return list(pool.map(_train_one, configs))
+        with _sigint_held():  # the pool starts its processes as the trainings are submitted
+            results = pool.map(_train_one, configs)
+        return list(results)
     finally:
         pool.shutdown(cancel_futures=True)
 

@@ -4,7 +4,9 @@ Labels come only from the RAVDESS file-name codes (see :mod:`ravdess_ser.ravdess
 A clip that cannot be labelled with certainty is kept in the table with
 ``status = excluded`` and a ``reason``, so every left-out file is visible in
 one place and nothing is ever silently mislabelled. Files skipped upstream
-(the ``skipped.tsv`` reports of resample and embed) appear the same way.
+(the ``skipped.tsv`` reports of resample and embed) appear the same way, and
+what resample did to a clip it kept, or found wrong with it (its ``notes.tsv``:
+scaled down, samples clipped, a truncated file), is in the ``audio_note`` column.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from ravdess_ser.atomic import atomic_path
-from ravdess_ser.audio import is_wav, read_skip_report
+from ravdess_ser.audio import is_wav, read_notes_report, read_skip_report
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import actor_dirname, parse_clip_name
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class ManifestRow:
     num_frames: int | None = None
     status: str = OK
     reason: str = ""
+    audio_note: str = ""  # resample's note on a clip it kept: scaled down, samples clipped, truncated file
 
 
 COLUMNS = tuple(field.name for field in fields(ManifestRow))
@@ -95,9 +98,11 @@ def build_manifest(audio_root: Path, embedding_root: Path, actors: Sequence[int]
         for name, reason in read_skip_report(audio_dir):
             rows.append(ManifestRow(clip_id=Path(name).stem, actor=actor, status=EXCLUDED, reason=f"resample: {reason}"))
         embed_skips = dict(read_skip_report(embed_dir))
+        audio_notes = read_notes_report(audio_dir)
         for audio in sorted(path for path in audio_dir.iterdir() if is_wav(path)):
             row = _label_row(audio, actor)
             row.audio_path = _relative(audio, root)
+            row.audio_note = audio_notes.get(audio.name, "")
             info = sf.info(audio)
             row.duration_s = round(info.frames / info.samplerate, 4)
             embedding = embed_dir / (audio.stem + ".npy")

@@ -51,14 +51,14 @@ def _imported_modules(source: Path, root: Path) -> set[Path]:
 def code_deps(script: Path, root: Path) -> list[str]:
     """Paths, relative to ``root``, of the code a stage script runs (see the module docstring)."""
     seen: set[Path] = set()
-    pending = [script]
+    pending = [script, root / "stages" / "__init__.py"]
     while pending:
         source = pending.pop()
         if source in seen:
             continue
         seen.add(source)
         pending.extend(_imported_modules(source, root) - seen)
-    files = seen | {root / "stages" / "__init__.py", root / REQUIREMENTS}
+    files = seen | {root / REQUIREMENTS}
     return sorted(path.relative_to(root).as_posix() for path in files)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ravdess_ser.cli import param
+from ravdess_ser.cli import DEVICES_ALLOWED, check_param, convert_params, param, positive, valid_device
 from ravdess_ser.crossval import DEFAULT_FOLDS, FOLDS_HELP, checked_folds
 from ravdess_ser.errors import PipelineError
 
@@ -37,6 +37,19 @@ class TrainConfig:
 
     def __post_init__(self):
         # Values arrive from YAML, the command line (strings) or a saved model's JSON: one canonical form.
+        convert_params(self, "train")
+        for name, ok, allowed in (
+            ("hidden_size", self.hidden_size >= 1, "a positive integer"),
+            ("dropout", 0 <= self.dropout < 1, "at least 0 and below 1"),
+            ("batch_size", self.batch_size >= 1, "a positive integer"),
+            ("learning_rate", positive(self.learning_rate), "a positive number"),
+            ("weight_decay", positive(self.weight_decay) or self.weight_decay == 0, "a number, 0 or more"),
+            ("max_epochs", self.max_epochs >= 1, "a positive integer"),
+            ("patience", self.patience >= 1, "a positive integer"),
+            ("seed", 0 <= self.seed < 2**32, "an integer from 0 to 2**32 - 1"),
+            ("device", valid_device(self.device), DEVICES_ALLOWED),
+        ):
+            check_param(f"train.{name}", getattr(self, name), ok, allowed)
         object.__setattr__(self, "folds", checked_folds(self.folds))
         object.__setattr__(self, "fold", str(self.fold))
         object.__setattr__(self, "layer", str(self.layer))

@@ -6,15 +6,19 @@ install points at. Importing this package first makes sure the interpreter is on
 ``requirements.txt``: ``python`` on PATH may be another one (``.venv/bin/dvc`` run without activating the venv, a
 conda base env). Then the stage re-runs itself with the project's interpreter: ``$RAVDESS_SER_PYTHON``, else the
 ``.venv`` of the workspace or of the repo DVC runs from; with none to be found it stops with one line. Only the
-standard library is used here, since the interpreter may have nothing else.
+standard library is used here, since the interpreter may have nothing else. Until the stage's ``run_stage``
+takes over, Ctrl-C or SIGTERM (while torch is imported, say) ends it with the one "interrupted" line.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from ravdess_ser.errors import INTERRUPTED  # the standard library only
 
 WORKSPACE = Path(__file__).resolve().parent.parent
 REQUIREMENTS = WORKSPACE / "requirements.txt"
@@ -68,4 +72,12 @@ def require_project_interpreter() -> None:
     sys.exit(1)
 
 
+def _interrupted_while_starting(signum, frame):
+    # Nothing is written yet while a stage imports torch & co: leave at once, with the one line.
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+signal.signal(signal.SIGINT, _interrupted_while_starting)
+signal.signal(signal.SIGTERM, _interrupted_while_starting)
 require_project_interpreter()

@@ -4,7 +4,8 @@ import soundfile as sf
 
 from conftest import tone, write_wav
 from ravdess_ser.atomic import TEMP_PREFIX
-from ravdess_ser.audio import ResampleConfig, read_audio, read_skip_report, resample, resample_actor
+from ravdess_ser.audio import (ResampleConfig, read_audio, read_notes_report, read_skip_report, resample,
+                               resample_actor)
 from ravdess_ser.errors import PipelineError
 
 NAME = "03-01-05-01-01-01-01"
@@ -95,3 +96,68 @@ def test_resample_actor_reports_case_duplicates(tmp_path):
 def test_missing_actor_folder_is_an_error(tmp_path):
     with pytest.raises(PipelineError, match="actor folder does not exist"):
         resample_actor(tmp_path / "Actor_09", tmp_path / "out", ResampleConfig(), progress=False)
+
+
+def test_a_float_wav_above_full_scale_is_scaled_to_fit_and_the_gain_recorded(tmp_path, caplog):
+    raw = tmp_path / "raw" / "Actor_01"
+    loud = 100.0 * tone(0.5, 48_000)  # peak 50
+    write_wav(raw / f"{NAME}.wav", loud, subtype="FLOAT")
+    out = tmp_path / "16k" / "Actor_01"
+    with caplog.at_level("WARNING"):
+        (written,) = resample_actor(raw, out, ResampleConfig(), progress=False)
+    resampled = resample(loud, 48_000, ResampleConfig())
+    gain = (32767 / 32768) / np.abs(resampled).max()
+    note = f"scaled by {20 * np.log10(gain):.1f} dB: float peak 50 above full scale"
+    assert note == "scaled by -34.0 dB: float peak 50 above full scale"
+    assert read_notes_report(out) == {f"{NAME}.wav": note}
+    assert f"kept {written}: {note}" in caplog.text
+    pcm, _ = sf.read(written, dtype="int16")
+    assert np.abs(pcm.astype(np.int32)).max() == 32767  # at full scale, never beyond it
+    np.testing.assert_array_equal(pcm, np.rint(resampled * gain * 32768))  # the shape kept: nothing clipped
+    assert read_skip_report(out) == []
+
+
+def test_the_resamplers_overshoot_of_a_full_scale_wav_clips_and_says_how_many_samples(tmp_path):
+    raw = tmp_path / "raw" / "Actor_01"
+    t = np.arange(24_000) / 48_000
+    square = np.where(np.sin(2 * np.pi * 220 * t) >= 0, 32767, -32768).astype(np.int16)  # full-scale 16-bit
+    path = raw / f"{NAME}.wav"
+    path.parent.mkdir(parents=True)
+    sf.write(path, square, 48_000, subtype="PCM_16")
+    resampled = resample(read_audio(path)[0], 48_000, ResampleConfig())
+    pcm = np.rint(resampled * 32768)
+    expected = int(np.count_nonzero((pcm > 32767) | (pcm < -32768)))
+    assert expected > 100  # Gibbs ringing of every edge
+    out = tmp_path / "16k" / "Actor_01"
+    (written,) = resample_actor(raw, out, ResampleConfig(), progress=False)
+    assert read_notes_report(out) == {f"{NAME}.wav": f"{expected} samples clipped at full scale"}
+    assert sf.info(written).frames == 8_000  # kept
+
+
+def _claim_twice_the_data(path):
+    data = bytearray(path.read_bytes())
+    chunk = data.index(b"data")
+    size = int.from_bytes(data[chunk + 4:chunk + 8], "little")
+    data[chunk + 4:chunk + 8] = (2 * size).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_a_wav_whose_header_claims_more_data_than_the_file_holds_is_kept_with_a_note(tmp_path):
+    raw = tmp_path / "raw" / "Actor_01"
+    path = write_wav(raw / f"{NAME}.wav", tone(1.0, 48_000))
+    _claim_twice_the_data(path)
+    assert sf.info(path).frames == 48_000  # libsndfile reads what is there, and says nothing
+    out = tmp_path / "16k" / "Actor_01"
+    (written,) = resample_actor(raw, out, ResampleConfig(), progress=False)
+    assert read_notes_report(out) == {
+        f"{NAME}.wav": "truncated: the WAV header declares 2.00 s of audio, the file holds 1.00 s; kept what it holds"}
+    assert sf.info(written).frames == 16_000
+
+
+def test_clips_within_full_scale_and_with_honest_headers_get_no_note(tmp_path):
+    raw = tmp_path / "raw" / "Actor_01"
+    write_wav(raw / f"{NAME}.wav", tone(0.5, 48_000), subtype="FLOAT")
+    write_wav(raw / "03-01-05-01-01-02-01.wav", tone(0.5, 44_100, channels=2), 44_100, "PCM_24")
+    out = tmp_path / "16k" / "Actor_01"
+    resample_actor(raw, out, ResampleConfig(), progress=False)
+    assert read_notes_report(out) == {} and (out / "notes.tsv").read_text() == "file\tnote\n"

@@ -454,3 +454,82 @@ def test_download_then_extract(server, tmp_path):
     files = prepare_ravdess_from_zip(zip_path, tmp_path / "raw", [1, 2], md5_hex(data))
 
     assert len(files) == 4 and all(os.path.getsize(f) > 9000 for f in files)
+
+
+# --------------------------------------------------------------------------- zip bombs
+
+
+def _declare_sizes(path: Path, sizes: dict[str, int]) -> None:
+    """Rewrite the uncompressed sizes the zip's central directory declares for some members."""
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    entries = int.from_bytes(data[end + 10:end + 12], "little")
+    offset = int.from_bytes(data[end + 16:end + 20], "little")
+    for _ in range(entries):
+        assert data[offset:offset + 4] == b"PK\x01\x02"
+        name_length, extra_length, comment_length = (int.from_bytes(data[offset + i:offset + i + 2], "little")
+                                                     for i in (28, 30, 32))
+        name = data[offset + 46:offset + 46 + name_length].decode()
+        if name in sizes:
+            data[offset + 24:offset + 28] = sizes[name].to_bytes(4, "little")
+        offset += 46 + name_length + extra_length + comment_length
+    path.write_bytes(bytes(data))
+
+
+def _assert_refused_before_writing(tmp_path, zip_path, *fragments):
+    raw = tmp_path / "raw"
+    with pytest.raises(PipelineError) as info:
+        extract_ravdess_zip(zip_path, raw, [1, 2])
+    message = str(info.value)
+    assert message.startswith(f"{zip_path}: member ") and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+    assert not raw.exists() and leftovers(tmp_path) == []
+
+
+def test_a_member_that_inflates_beyond_any_clip_is_refused_before_anything_is_written(tmp_path):
+    members = ravdess_members()
+    bomb = next(iter(members))
+    members[bomb] = bytes(80 << 20)  # 80 MiB of zeros: about 80 kB deflated
+    zip_path = write_zip(tmp_path / "bomb.zip", members)
+    assert zip_path.stat().st_size < 1 << 20
+    _assert_refused_before_writing(tmp_path, zip_path, f"member {bomb!r} inflates to 80.0 MiB, beyond the 64.0 MiB "
+                                   "limit for one file; refusing to extract (not a RAVDESS archive, or a zip bomb)")
+
+
+def test_a_member_whose_header_declares_2_gib_is_refused_from_the_header(tmp_path):
+    members = ravdess_members()
+    bomb = list(members)[1]
+    zip_path = write_zip(tmp_path / "bomb.zip", members)
+    _declare_sizes(zip_path, {bomb: 2 << 30})
+    assert zipfile.ZipFile(zip_path).getinfo(bomb).file_size == 2 << 30
+    _assert_refused_before_writing(tmp_path, zip_path, f"member {bomb!r} inflates to 2.0 GiB, beyond the 64.0 MiB limit")
+
+
+def test_a_member_that_inflates_a_thousandfold_is_refused(tmp_path):
+    members = ravdess_members()
+    bomb = list(members)[2]
+    members[bomb] = bytes(4 << 20)  # 4 MiB of zeros: no recording compresses like that
+    zip_path = write_zip(tmp_path / "bomb.zip", members)
+    ratio = (4 << 20) // zipfile.ZipFile(zip_path).getinfo(bomb).compress_size
+    assert ratio > 500
+    _assert_refused_before_writing(tmp_path, zip_path, f"member {bomb!r} inflates {ratio}-fold",
+                                   "beyond the 100-fold limit for audio")
+
+
+def test_an_archive_that_inflates_beyond_any_corpus_is_refused(tmp_path):
+    random = np.random.default_rng(1)
+    members = {f"Actor_01/03-01-01-01-01-{index:02d}-01.wav": random.bytes(700 << 10) for index in range(66)}
+    zip_path = write_zip(tmp_path / "big.zip", members, compression=zipfile.ZIP_STORED)
+    _declare_sizes(zip_path, {name: 63 << 20 for name in members})  # each within the limits, 4.06 GiB in all
+    _assert_refused_before_writing(tmp_path, zip_path, "'Actor_01/03-01-01-01-01-65-01.wav' takes the archive to "
+                                   "4.1 GiB uncompressed, beyond the 4.0 GiB limit for the whole archive")
+
+
+def test_a_silent_clip_compresses_well_and_is_still_extracted(tmp_path):
+    members = ravdess_members()
+    silent = io.BytesIO()
+    sf.write(silent, np.zeros(48_000 * 4, dtype=np.float32), 48_000, format="WAV", subtype="PCM_16")
+    members[list(members)[0]] = silent.getvalue()  # 4 s of digital silence: 375 KiB, deflated a thousandfold
+    extract_ravdess_zip(write_zip(tmp_path / "r.zip", members), tmp_path / "raw", [1, 2])
+    assert tree(tmp_path / "raw") == members

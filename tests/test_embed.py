@@ -99,6 +99,18 @@ def test_embed_actor_writes_one_array_per_clip_and_reports_skips(tmp_path, embed
     assert "sample rate is 48000 Hz" in skipped["03-01-01-01-02-02-01.wav"]
 
 
+def test_a_folder_at_a_rate_the_model_does_not_take_is_refused_before_any_clip_is_read(tmp_path, embedder):
+    audio = tmp_path / "8k" / "Actor_01"
+    for name in ("03-01-01-01-01-01-01.wav", "03-01-01-01-01-02-01.wav"):
+        write_wav(audio / name, tone(0.6, 8_000), 8_000)
+    with pytest.raises(PipelineError) as caught:
+        embed_actor(embedder, audio, tmp_path / "emb" / "Actor_01", progress=False)
+    assert str(caught.value) == (
+        f"{audio}: the clips are 8000 Hz (e.g. 03-01-01-01-01-01-01.wav), but the model {embedder.config.model} "
+        "takes 16000 Hz only (its feature extractor's sampling_rate); set resample.sample_rate: 16000")
+    assert not (tmp_path / "emb").exists()
+
+
 def _cosine_per_frame(a, b):
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import tone, write_wav
-from ravdess_ser.audio import write_skip_report
+from ravdess_ser.audio import ResampleConfig, resample_actor, write_skip_report
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import EXCLUDED, OK, build_manifest, read_manifest, write_manifest
 
@@ -71,3 +71,25 @@ def test_a_manifest_with_no_usable_clip_is_not_written(tmp_path):
 def test_missing_audio_folder_is_an_error(tmp_path):
     with pytest.raises(PipelineError, match="16 kHz audio folder is missing"):
         build_manifest(tmp_path / "16k", tmp_path / "emb", [4], tmp_path)
+
+
+def test_what_resample_did_to_a_clip_it_kept_is_in_the_manifest(tmp_path):
+    from test_audio import _claim_twice_the_data
+
+    raw = tmp_path / "raw" / "Actor_01"
+    write_wav(raw / "03-01-05-01-01-01-01.wav", 100.0 * tone(0.5, 48_000), 48_000, subtype="FLOAT")  # peak 50
+    _claim_twice_the_data(write_wav(raw / "03-01-05-01-01-02-01.wav", tone(1.0, 48_000, frequency=300.0), 48_000))
+    write_wav(raw / "03-01-05-01-02-01-01.wav", tone(0.5, 48_000, frequency=400.0), 48_000)
+    for audio in resample_actor(raw, tmp_path / "16k" / "Actor_01", ResampleConfig(), progress=False):
+        (tmp_path / "emb" / "Actor_01").mkdir(parents=True, exist_ok=True)
+        np.save(tmp_path / "emb" / "Actor_01" / (audio.stem + ".npy"), np.zeros((20, 8), dtype=np.float32))
+    rows = build_manifest(tmp_path / "16k", tmp_path / "emb", [1], tmp_path)
+    assert [(row.clip_id, row.status, row.audio_note) for row in rows] == [
+        ("03-01-05-01-01-01-01", OK, "scaled by -34.0 dB: float peak 50 above full scale"),
+        ("03-01-05-01-01-02-01", OK,
+         "truncated: the WAV header declares 2.00 s of audio, the file holds 1.00 s; kept what it holds"),
+        ("03-01-05-01-02-01-01", OK, ""),
+    ]
+    write_manifest(rows, tmp_path / "manifest.csv")
+    assert "audio_note" in (tmp_path / "manifest.csv").read_text().splitlines()[0]
+    assert read_manifest(tmp_path / "manifest.csv") == rows

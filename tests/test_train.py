@@ -152,6 +152,15 @@ def test_settings_that_do_not_fit_together_are_rejected(settings, message):
         TrainConfig(**settings)
 
 
+def test_the_library_converts_and_checks_params_as_the_stages_do():
+    from_text = TrainConfig(max_epochs="30", learning_rate="3e-3", dropout=0)
+    assert from_text == TrainConfig(max_epochs=30, learning_rate=0.003, dropout=0.0)
+    with pytest.raises(PipelineError, match=r"^train.learning_rate=-1: must be a positive number$"):
+        TrainConfig(learning_rate=-1)
+    with pytest.raises(PipelineError, match=r"^train.patience=0: must be a positive integer$"):
+        replace(TrainConfig(), patience=0)
+
+
 def test_an_actor_in_two_splits_is_rejected():
     with pytest.raises(PipelineError, match=r"actor\(s\) \[5\] are listed in both the validation and the test split"):
         split_by_actor([], val_actors=(5,), test_actors=(5, 6))
