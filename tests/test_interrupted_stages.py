@@ -8,6 +8,7 @@ sweep's pool processes start.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import REPO_ROOT
+from dvc_project import update_params
 from ravdess_ser.atomic import TEMP_PREFIX, atomic_dir
 from ravdess_ser.errors import INTERRUPTED
 
@@ -25,10 +26,8 @@ from ravdess_ser.errors import INTERRUPTED
 
 def _start(cwd: Path, script: str, *args: str, params: dict, **popen) -> subprocess.Popen:
     """``python -m stages.<script>`` in ``cwd``, with the repo's params.yaml changed by ``params``."""
-    full = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    for section, values in params.items():
-        full[section] = full.get(section, {}) | values
-    (cwd / "params.yaml").write_text(yaml.safe_dump(full))
+    shutil.copy(REPO_ROOT / "params.yaml", cwd)
+    update_params(cwd, params)
     return subprocess.Popen([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", *args], cwd=cwd,
                             env=os.environ | {"PYTHONPATH": str(REPO_ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

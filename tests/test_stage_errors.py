@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -11,14 +12,13 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, tone, write_wav
+from dvc_project import update_params
 
 
 def _stage(tmp_path, script, *args, params=None):
     """Run ``python -m stages.<script>`` in ``tmp_path``, with the repo's params.yaml changed by ``params``."""
-    full = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    for section, values in (params or {}).items():
-        full[section] = full.get(section, {}) | values
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(full))
+    shutil.copy(REPO_ROOT / "params.yaml", tmp_path)
+    update_params(tmp_path, params or {})
     return subprocess.run([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", *map(str, args)],
                           cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
 
