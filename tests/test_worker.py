@@ -149,3 +149,14 @@ def test_a_worker_killed_mid_job_leaves_no_temporary_behind(tmp_path, tiny_model
     thread.join(120)
     assert "the stage worker ended before finishing the job" in outcome["error"]
     assert not list(out.rglob(TEMP_PREFIX + "*"))
+
+
+def test_an_unexpected_error_in_the_worker_is_one_line_pointing_at_its_log(tmp_path, tiny_model, worker_env):
+    audio = _actor(tmp_path, clips=1)
+    with pytest.raises(PipelineError) as raised:
+        run_task(embed_actor_job, audio_dir=str(audio), out_dir=str(tmp_path / "e"),
+                 config=_embed_config(tiny_model) | {"no_such_field": 1})
+    message = str(raised.value)
+    log = socket_path().with_suffix(".log")
+    assert message.startswith("the stage worker failed: TypeError: ") and f"(details in {log})" in message
+    assert "\n" not in message and "Traceback" in log.read_text()
