@@ -1,5 +1,6 @@
 # The two commands: `make pipeline` (the whole pipeline through `dvc repro`) and `make test`.
 # Both create .venv and install the pinned dependencies first, and are safe to run again.
+# Also: `make compare`, the experiments side by side in 120 columns.
 
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
@@ -8,7 +9,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install pipeline test
+.PHONY: install pipeline test compare
 
 $(STAMP): pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
@@ -21,7 +22,10 @@ pipeline: $(STAMP)
 	dvc repro
 	@python -m ravdess_ser.report experiments/metrics.json experiments/crossval/metrics.json
 	@dvc plots show --out experiments/plots/html >/dev/null && \
-		echo "Plots: experiments/plots/html/index.html (data: experiments/plots/*.csv; or run 'dvc plots show')"
+		echo "Plots: experiments/plots/html/index.html (works offline; data: experiments/plots/*.csv; or run 'dvc plots show')"
 
 test: $(STAMP)
 	python -m pytest
+
+compare: $(STAMP)
+	@python -m ravdess_ser.compare

@@ -23,7 +23,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from dvc_project import REPO_ROOT, TRAINING_STAGES, dvc, git, make_project, stages_restored, stages_run, update_params
+from dvc_project import (REPO_ROOT, TRAINING_STAGES, dvc, environment, git, make_project, stages_restored, stages_run,
+                         update_params)
 from plot_pages import external_scripts, plot_specs, remote_resources, render_svgs
 from ravdess_ser.ravdess import EMOTION_NAMES
 
@@ -199,6 +200,30 @@ def test_experiment_on_a_train_param_reruns_only_the_stages_that_read_it(project
     assert stages_run(result.stdout) == rerun
     assert change[0].split("=")[0].split(".")[1] in dvc(project, "exp", "show", "--json").stdout
     _reset(project)
+
+
+def test_make_compare_fits_120_columns_with_the_crossval_figures_and_the_params_that_differ(project):
+    # The three experiments above, on this commit.
+    result = subprocess.run([sys.executable, "-m", "ravdess_ser.compare"], cwd=project, capture_output=True, text=True,
+                            env=environment() | {"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 120, result.stdout
+    assert lines[0].split()[:7] == ["Experiment", "CV", "UA", "CV", "accuracy", "CV", "macro"]
+    for key, value in (("train.hidden_size", "48"), ("train.fold", "3"), ("train.features", "layer_summary"),
+                       ("train.layer", "2")):
+        assert key in result.stdout and value in result.stdout
+    assert "train.dropout" not in result.stdout and "data.source" not in result.stdout  # the same in every row
+    # Each experiment's row has its figures as `dvc exp show` has them.
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    experiments = [exp["revs"][0] for entry in shown for exp in entry.get("experiments") or []]
+    assert len(experiments) == 3
+    for experiment in experiments:
+        crossval = experiment["data"]["metrics"]["experiments/crossval/metrics.json"]["data"]
+        row = next(line for line in lines if f"{experiment['rev'][:7]} [{experiment['name']}]" in line)
+        cells = [f"{crossval[key]['mean']:.3f} ± {crossval[key]['std']:.3f}"
+                 for key in ("unweighted_accuracy", "accuracy", "macro_f1")]
+        assert "  ".join(cells) in row
 
 
 def test_going_back_to_params_already_run_restores_every_stage_from_the_run_cache(project):
