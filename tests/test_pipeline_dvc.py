@@ -28,6 +28,8 @@ from dvc_project import (REPO_ROOT, TRAINING_STAGES, dvc, environment, git, make
 from plot_pages import external_scripts, plot_specs, remote_resources, render_svgs
 from ravdess_ser.ravdess import EMOTION_NAMES
 
+pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
+
 ACTORS = ["01", "02", "03"]
 ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for s in ("resample", "embed") for a in ACTORS}
 

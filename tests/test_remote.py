@@ -23,6 +23,8 @@ from dvc_project import clone, dvc, git, make_project, stages_pulled, stages_res
 from http_server import refused_port
 from sshd import keygen, sshd  # noqa: F401 (sshd is the fixture)
 
+pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
+
 ACTORS = ["01", "02", "03"]
 EMBED = {f"embed@{actor}" for actor in ACTORS}
 UPSTREAM = {"download"} | {f"resample@{actor}" for actor in ACTORS} | EMBED  # the heavy part: up to the embeddings
