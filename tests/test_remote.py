@@ -168,7 +168,7 @@ def test_a_clone_checks_out_a_run_that_only_the_pushed_run_cache_has(origin, tmp
 
 
 def test_two_machines_split_the_embedding_and_a_third_only_trains(origin, tmp_path):
-    """The README's recipe ("Splitting the embedding across machines"), with 3 actors: A embeds 01, B 02-03."""
+    """docs/sharing.md's recipe ("Splitting the embedding across machines"), with 3 actors: A embeds 01, B 02-03."""
     store = shutil.copytree(origin.store, tmp_path / "store")
     git(tmp_path, "clone", "-q", "--bare", str(origin.path), "upstream.git")
     upstream = tmp_path / "upstream.git"
@@ -280,7 +280,7 @@ def test_ssh_remote_push_pull_and_run_cache(origin, sshd, client_home, tmp_path)
 
 @pytest.mark.xfail(strict=True, reason=(
     "dvc-ssh 4.3.0 does not check the server's host key: sshfs calls asyncssh.connect with known_hosts=None, "
-    "and dvc's ssh remote config has no option to change that. When this passes, update the README."))
+    "and dvc's ssh remote config has no option to change that. When this passes, update docs/sharing.md."))
 def test_dvc_ssh_refuses_a_server_whose_host_key_is_not_the_known_one(sshd, client_home, tmp_path):  # noqa: F811
     impostor_key = tmp_path / "impostor"
     keygen(impostor_key)
