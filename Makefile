@@ -1,5 +1,7 @@
 # The two commands: `make pipeline` (the whole pipeline through `dvc repro`) and `make test`.
 # Both create .venv and install the pinned dependencies first, and are safe to run again.
+# Also: `make compare` (experiments side by side in 120 columns) and `make test-fast` (the tests that build no DVC
+# project, start no server and take under 3 s each).
 
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
@@ -8,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install pipeline test
+.PHONY: install pipeline test test-fast compare
 
 $(STAMP): pyproject.toml requirements.txt
 	python3 -m venv $(VENV)
@@ -17,11 +19,21 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
+# Each timed command's wall time and machine go to benchmarks/results/timings.json (benchmarks/timed.py).
+TIMED := python benchmarks/timed.py
+
 pipeline: $(STAMP)
-	dvc repro
+	$(TIMED) "make pipeline: dvc repro" -- dvc repro
 	@python -m ravdess_ser.report experiments/metrics.json experiments/crossval/metrics.json
 	@dvc plots show --out experiments/plots/html >/dev/null && \
-		echo "Plots: experiments/plots/html/index.html (data: experiments/plots/*.csv; or run 'dvc plots show')"
+		echo "Plots: experiments/plots/html/index.html (works offline; data: experiments/plots/*.csv; or run 'dvc plots show')"
 
 test: $(STAMP)
-	python -m pytest
+	$(TIMED) "make test" -- python -m pytest
+
+# Every test but those marked dvc, server or slow (pyproject.toml): about a minute on 2 cores (docs/development.md).
+test-fast: $(STAMP)
+	$(TIMED) "make test-fast" -- python -m pytest -m "not dvc and not server and not slow"
+
+compare: $(STAMP)
+	@python -m ravdess_ser.compare

@@ -1,4 +1,14 @@
-"""Shared fixtures: the repository root, the committed miniature model, and WAV writing."""
+"""Shared fixtures: the repository root, the committed miniature model, and WAV writing; the test markers.
+
+Markers (registered in pyproject.toml; ``make test-fast`` runs the tests with none of them, ``make test`` all):
+
+- ``dvc``: the test builds a DVC project (tests/dvc_project.py) and runs real ``dvc`` on it. Every test of a
+  module that imports dvc_project gets it.
+- ``server``: the test starts a server: the HTTP file server (tests/http_server.py), sshd (tests/sshd.py), the
+  warm stage worker, or one as a second user. Every test that uses one of SERVER_FIXTURES gets it.
+- ``slow``: set by hand on the other tests that take 3 s or more here (subprocesses under other CPU kernels,
+  process pools, trainings).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,9 @@ import pytest
 import soundfile as sf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The fixtures that start a server: test_download's HTTP server, test_remote's sshd, test_worker's warm worker,
+# test_worker_security's workers and second user.
+SERVER_FIXTURES = {"server", "sshd", "worker_env", "shared_tmp"}
 TINY_MODEL = REPO_ROOT / "models" / "wav2vec2-tiny-random"
 
 
@@ -29,3 +42,15 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = 48_000, subtyp
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, samples, sample_rate, subtype=subtype, format="WAV")
     return path
+
+
+def _uses_dvc_projects(module) -> bool:
+    return any(getattr(value, "__module__", None) == "dvc_project" for value in vars(module).values())
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _uses_dvc_projects(item.module) and not item.get_closest_marker("dvc"):
+            item.add_marker(pytest.mark.dvc)
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("server"):
+            item.add_marker(pytest.mark.server)

@@ -35,6 +35,7 @@ def test_this_machine_is_within_the_tolerance_of_the_reference():
     _assert_close_to_reference(reference_frames())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernels", [AVX2, SSE], ids=["avx2-kernels", "sse-kernels"])
 def test_other_cpu_kernels_are_within_the_tolerance(kernels, tmp_path):
     out = tmp_path / "frames.npz"

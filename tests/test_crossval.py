@@ -127,6 +127,7 @@ def test_every_fold_trained_saved_read_back_and_aggregated(tmp_path):
     assert report["unweighted_accuracy"]["mean"] > 0.8
 
 
+@pytest.mark.slow
 def test_the_layer_sweep_cross_validates_every_layer_and_finds_the_informative_one(tmp_path):
     from test_train import INFORMATIVE_LAYER, SUMMARY_LAYERS
 
@@ -145,12 +146,14 @@ def test_the_layer_sweep_cross_validates_every_layer_and_finds_the_informative_o
         np.mean([run.metrics["test"]["unweighted_accuracy"] for run in runs]), 4)
 
 
+@pytest.mark.slow
 def test_the_layer_sweep_gives_the_same_results_in_one_process_or_a_pool(tmp_path):
     rows = _embedded_corpus(tmp_path, range(1, 7))
     config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
     assert sweep_layers(rows, tmp_path, config, processes=2) == sweep_layers(rows, tmp_path, config, processes=1)
 
 
+@pytest.mark.slow
 def test_a_bad_summary_read_in_a_pool_process_is_reported_with_its_path(tmp_path):
     rows = _embedded_corpus(tmp_path, range(1, 7))
     broken = layer_summary_path(tmp_path / rows[-1].embedding_path)

@@ -18,6 +18,8 @@ import pytest
 
 from dvc_project import BIN, dvc, environment, git, make_project
 
+pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
+
 MARKER = "    metrics = aggregate_folds(results)\n"
 MARKED = "    metrics = aggregate_folds(results) | {\"code_marker\": 42}\n"
 

@@ -20,6 +20,8 @@ import yaml
 from dvc_project import BIN, TINY_PARAMS, dvc, environment, make_project
 from ravdess_ser.atomic import TEMP_PREFIX
 
+pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
+
 # Longer clips, so that embedding one actor takes long enough to be caught in the middle.
 PARAMS = {"data": TINY_PARAMS["data"] | {"synthetic_clip_seconds": 2.5}, "train": TINY_PARAMS["train"]}
 

@@ -46,6 +46,7 @@ def audio_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", [-1, 0, 2])
 def test_the_frames_are_exactly_the_same_with_the_summary_on(tmp_path, model_dir, audio_dir, layer):
     plain = embed_actor(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False)), audio_dir, tmp_path / "off",

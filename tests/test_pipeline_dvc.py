@@ -8,15 +8,27 @@ layer, and one changed raw clip.
 
 from __future__ import annotations
 
+import collections
+import csv
 import hashlib
+import html
 import json
+import re
+import shutil
+import subprocess
+import sys
 import zipfile
 
 import pytest
 import soundfile as sf
 import yaml
 
-from dvc_project import TRAINING_STAGES, dvc, git, make_project, stages_restored, stages_run, update_params
+from dvc_project import (TRAINING_STAGES, dvc, environment, git, make_project, stages_restored, stages_run,
+                         update_params)
+from plot_pages import external_scripts, plot_specs, remote_resources, render_svgs
+from ravdess_ser.ravdess import EMOTION_NAMES
+
+pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
 
 ACTORS = ["01", "02", "03"]
 ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for s in ("resample", "embed") for a in ACTORS}
@@ -101,6 +113,81 @@ def test_metrics_and_plots_commands_work(project):
     assert '"type": "error"' not in plots and '"error"' not in plots
 
 
+def _text_marks(svg: str) -> list[dict[str, str]]:
+    """The text marks of a rendered plot (not its axes or legends), each as its accessible label's fields."""
+    marks = []
+    for label, text in re.findall(r'<text aria-label="([^"]*)" role="graphics-symbol" aria-roledescription="text mark"'
+                                  r'[^>]*>([^<]*)</text>', svg):
+        fields = dict(part.split(": ", 1) for part in html.unescape(label).split("; "))
+        marks.append(fields | {"text": html.unescape(text)})
+    return marks
+
+
+def _axes(svg: str) -> dict[str, list[str]]:
+    """Each drawn axis's tick labels, by its accessible name ("X-axis titled 'epoch'", ...)."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r'<g class="mark-group role-axis"[^>]*?(?:aria-label="([^"]*)")?>', svg)]
+    axes = {}
+    for (start, label), (end, _) in zip(starts, starts[1:] + [(len(svg), None)]):
+        if label:
+            name = html.unescape(label).split(" for a ")[0]
+            group = re.search(r'<g class="mark-text role-axis-label".*?</g>', svg[start:end], re.DOTALL)
+            axes[name] = [html.unescape(t) for t in re.findall(r">([^<>]+)</text>", group.group(0))] if group else []
+    return axes
+
+
+def test_the_plots_page_draws_every_plot_offline(project, tmp_path):
+    # .dvc/config names the page template: plain `dvc plots show` writes the offline page, as --html-template does.
+    dvc(project, "plots", "show", "--out", str(tmp_path / "default"))
+    dvc(project, "plots", "show", "--html-template", ".dvc/plots/page.html", "--out", str(tmp_path / "explicit"))
+    page = (tmp_path / "default" / "index.html").read_text()
+    assert page == (tmp_path / "explicit" / "index.html").read_text()
+    assert external_scripts(page) == 0, "the page loads a script from elsewhere"
+    assert remote_resources(page) == []
+
+    specs = plot_specs(page)
+    titles = {spec["title"]["text"] for spec in specs.values()}
+    assert {"Training curves of the train stage (one fold)", "Cross-validated recall per emotion",
+            "Cross-validated confusion matrix, clips summed over folds",
+            "Test confusion matrix, clips (the train stage's fold)",
+            "Layer sweep, cross-validated unweighted accuracy of each layer's mean+std",
+            "Fold 3, validation unweighted accuracy by epoch"} <= titles
+    assert len(specs) == 11  # 3 of dvc.yaml's plots section, 2 of train, 1 per fold, 2 of crossval, 1 of layer-sweep
+    with open(project / "experiments/crossval/test_predictions.csv") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert len(predictions) == 180
+    assert len(specs["experiments_crossval_test_predictions_csv"]["data"]["values"]) == 180
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the plots were not drawn")
+    drawn = dict(zip(specs, render_svgs(list(specs.values()))))
+    for name, result in drawn.items():
+        assert "error" not in result, f"{name}: {result['error']}"
+        assert not [w for w in result["warnings"] if not w.startswith("Dropping {} from channel")], name
+        assert html.escape(specs[name]["title"]["text"], quote=False) in result["svg"]
+
+    # The confusion matrix of counts: every cell drawn with its number, emotions in RAVDESS order on both axes.
+    counts = collections.Counter((row["actual"], row["predicted"]) for row in predictions)
+    svg = drawn["Cross-validated_confusion_matrix__clips_summed_over_folds"]["svg"]
+    cells = {(mark["actual emotion"], mark["predicted emotion"]): int(mark["text"]) for mark in _text_marks(svg)}
+    assert len(cells) == 64 and cells == {(a, p): counts[a, p] for a in EMOTION_NAMES for p in EMOTION_NAMES}
+    assert _axes(svg) == {"X-axis titled 'predicted emotion'": list(EMOTION_NAMES),
+                          "Y-axis titled 'actual emotion'": list(EMOTION_NAMES)}
+    # The normalised one: each cell its share of the actual emotion's clips.
+    svg = drawn["experiments_crossval_test_predictions_csv"]["svg"]
+    rates = {(mark["actual emotion"], mark["predicted emotion"]): float(mark["text"]) for mark in _text_marks(svg)}
+    per_emotion = collections.Counter(row["actual"] for row in predictions)
+    assert set(rates) == {(a, p) for a in EMOTION_NAMES for p in EMOTION_NAMES}
+    assert all(abs(rates[a, p] - counts[a, p] / per_emotion[a]) <= 0.005 + 1e-9 for a, p in rates)  # 2 decimals
+    # Recall bars in RAVDESS order; layer and epoch axes in whole numbers; named loss axes.
+    assert _axes(drawn["experiments_crossval_recall_csv"]["svg"])["Y-axis titled 'emotion'"] == list(EMOTION_NAMES)
+    layers = _axes(drawn["experiments_layer_sweep_layers_csv"]["svg"])["X-axis titled 'layer (0 = the transformer's input)'"]
+    assert layers == ["0", "1", "2", "3", "4"]
+    loss = _axes(drawn["Training_curves_of_the_train_stage__one_fold_"]["svg"])
+    assert set(loss) == {"X-axis titled 'epoch'", "Y-axis titled 'cross-entropy loss'"}
+    epochs = loss["X-axis titled 'epoch'"]
+    assert len(epochs) >= 2 and all(tick.isdigit() for tick in epochs), epochs
+
+
 def test_unrelated_edits_rerun_nothing(project):
     (project / "NOTES.md").write_text("an unrelated note\n")
     with open(project / "ravdess_ser/report.py", "a") as handle:
@@ -134,6 +221,30 @@ def test_experiment_on_a_train_param_reruns_only_the_stages_that_read_it(project
     assert stages_run(result.stdout) == rerun
     assert change[0].split("=")[0].split(".")[1] in dvc(project, "exp", "show", "--json").stdout
     _reset(project)
+
+
+def test_make_compare_fits_120_columns_with_the_crossval_figures_and_the_params_that_differ(project):
+    # The three experiments above, on this commit.
+    result = subprocess.run([sys.executable, "-m", "ravdess_ser.compare"], cwd=project, capture_output=True, text=True,
+                            env=environment() | {"COLUMNS": "120"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 120, result.stdout
+    assert lines[0].split()[:7] == ["Experiment", "CV", "UA", "CV", "accuracy", "CV", "macro"]
+    for key, value in (("train.hidden_size", "48"), ("train.fold", "3"), ("train.features", "layer_summary"),
+                       ("train.layer", "2")):
+        assert key in result.stdout and value in result.stdout
+    assert "train.dropout" not in result.stdout and "data.source" not in result.stdout  # the same in every row
+    # Each experiment's row has its figures as `dvc exp show` has them.
+    shown = json.loads(dvc(project, "exp", "show", "--json").stdout)
+    experiments = [exp["revs"][0] for entry in shown for exp in entry.get("experiments") or []]
+    assert len(experiments) == 3
+    for experiment in experiments:
+        crossval = experiment["data"]["metrics"]["experiments/crossval/metrics.json"]["data"]
+        row = next(line for line in lines if f"{experiment['rev'][:7]} [{experiment['name']}]" in line)
+        cells = [f"{crossval[key]['mean']:.3f} ± {crossval[key]['std']:.3f}"
+                 for key in ("unweighted_accuracy", "accuracy", "macro_f1")]
+        assert "  ".join(cells) in row
 
 
 def test_going_back_to_params_already_run_restores_every_stage_from_the_run_cache(project):

@@ -29,6 +29,7 @@ def test_this_machine_writes_the_committed_pcm():
     assert pcm_digests() == json.loads(COMMITTED.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernels", [AVX2, SSE], ids=["avx2-kernels", "sse-kernels"])
 def test_other_cpu_kernels_write_the_same_pcm(kernels):
     result = subprocess.run([sys.executable, str(Path(__file__).parent / "pcm_digest.py")],

@@ -59,6 +59,7 @@ def test_download_with_an_unknown_source(tmp_path):
                            "data.source='ftp' is not one of synthetic, ravdess, zip")
 
 
+@pytest.mark.slow
 def test_embed_with_a_missing_model_folder(tmp_path):
     write_wav(tmp_path / "16k/Actor_01/03-01-01-01-01-01-01.wav", tone(0.5, 16_000), 16_000)
     result = _stage(tmp_path, "embed.py", "16k/Actor_01", "emb/Actor_01", params={"embed": {"model": "./models/missing"}})
