@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -47,7 +48,6 @@ from ravdess_ser.audio import ResampleConfig, read_audio, resample_actor  # noqa
 from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, save_embedding  # noqa: E402
 from ravdess_ser.models import save_random_wav2vec2  # noqa: E402
 from ravdess_ser.ravdess import actor_dirname  # noqa: E402
-from ravdess_ser.synthetic import generate_corpus  # noqa: E402
 
 
 def best_of(repeats: int, function) -> float:
@@ -187,18 +187,19 @@ def stage_peak_rss(project: Path, actor: str) -> float:
     child a process ever waited for, which in this script would include dvc and the train stage.
     """
     env = dict(os.environ, RAVDESS_SER_WORKER="0", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    probe = ("import resource, subprocess, sys; "
-             f"subprocess.run([sys.executable, 'stages/embed.py', 'data/audio_16k/Actor_{actor}', "
-             "'/tmp/rss-probe-embeddings'], check=True, capture_output=True); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=project, env=env, check=True, capture_output=True, text=True)
-    shutil.rmtree("/tmp/rss-probe-embeddings", ignore_errors=True)
+    with tempfile.TemporaryDirectory() as scratch:  # private: mode 0700, a fresh name
+        probe = ("import resource, subprocess, sys; "
+                 f"subprocess.run([sys.executable, '-m', 'stages.embed', 'data/audio_16k/Actor_{actor}', "
+                 f"{scratch!r}], check=True, capture_output=True); "
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", probe], cwd=project, env=env, check=True, capture_output=True,
+                             text=True)
     return int(out.stdout.split()[-1]) / 1024
 
 
 def client_start_seconds(project: Path) -> float:
     """A stage client's own cost: interpreter start, imports, params; its job runs in the warm worker."""
-    return best_of(3, lambda: subprocess.run([sys.executable, "stages/embed.py", "--help"], cwd=project,
+    return best_of(3, lambda: subprocess.run([sys.executable, "-m", "stages.embed", "--help"], cwd=project,
                                              check=True, capture_output=True))
 
 
@@ -212,11 +213,14 @@ def main() -> None:
                         help="a local wav2vec2-base folder (save_pretrained) to measure instead of random weights, "
                              "e.g. to check fast mode's cosine on real weights; the FLOPs are the same")
     parser.add_argument("--skip-dvc", action="store_true", help="skip the end-to-end `dvc repro`")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/ravdess-ser-benchmark"))
+    parser.add_argument("--work", type=Path, default=None,
+                        help="scratch folder, emptied first (default: a fresh private one under $TMPDIR)")
     args = parser.parse_args()
 
     results_dir = REPO_ROOT / "benchmarks" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
+    if args.work is None:
+        args.work = Path(tempfile.mkdtemp(prefix="ravdess-ser-benchmark-"))
     shutil.rmtree(args.work, ignore_errors=True)
     actors = [f"{a:02d}" for a in range(1, args.actors + 1)]
     r: dict = {"machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

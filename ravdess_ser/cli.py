@@ -20,7 +20,7 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,6 @@ def param(default, help: str):
     if isinstance(default, dict):  # a mutable default: every config gets its own copy
         return dataclasses.field(default_factory=lambda: dict(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
-
-
-def _default(field: dataclasses.Field):
-    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 def read_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]:

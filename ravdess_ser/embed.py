@@ -33,7 +33,7 @@ import soundfile as sf
 
 from ravdess_ser.cli import (DEVICES_ALLOWED, check_choice, check_param, convert_params, param, positive,
                              valid_device)
-from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
+from ravdess_ser.atomic import remove_stale_temporaries
 from ravdess_ser.audio import is_wav, read_audio, write_skip_report
 from ravdess_ser.device import resolve_device
 from ravdess_ser.errors import PipelineError
@@ -56,7 +56,7 @@ class EmbedConfig:
     layer: int = param(-1, "transformer layer to keep: 0 = transformer input, k = output of block k, -1 = last hidden state")
     device: str = param("auto", "torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1, ...")
     mode: str = param("exact", "exact: float32, one clip at a time; fast: int8 linear layers and bfloat16 "
-                      "convolutions on CPU, float16 length-bucketed batches on CUDA (see README for the trade-off)")
+                      "convolutions on CPU, float16 length-bucketed batches on CUDA (docs/performance.md has the trade-off)")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
     layer_summary: bool = param(True, "also save every layer's mean and std over time, (layers + 1, 2, features), "

@@ -8,8 +8,8 @@ bfloat16 kernels (AVX512-BF16 or AMX), laid out channels-last, and only where a
 trial run on this machine matches float32 (:func:`in_dtype_if_accurate`);
 elsewhere they stay float32, as bfloat16 would be slower than float32 or wrong.
 Normalisations inside the converted modules run in bfloat16 with them;
-attention and everything between modules stay float32. The README gives the
-measured speed-up and the cosine similarity to exact mode.
+attention and everything between modules stay float32. docs/performance.md gives
+the measured speed-up and the cosine similarity to exact mode.
 
 This module imports torch; :mod:`ravdess_ser.embed` imports it only when fast
 mode is asked for, so the stage clients stay light.

@@ -52,9 +52,9 @@ Every random number for a clip comes from generators seeded by
 ``(seed, actor, ...)`` only, so a clip depends only on ``(seed, actor,
 emotion, intensity, statement, repetition, clip_seconds)``: not on which
 other actors or clips are generated, nor in which order. The same arguments
-give byte-identical files (samples are quantised here, not by libsndfile)
-on a given platform and numpy version, which DVC's per-actor caching relies
-on. Bump :data:`SYNTHETIC_VERSION` whenever the model changes.
+give byte-identical files on every CPU class (transcendental functions from
+:mod:`ravdess_ser.portable_math`; samples quantised by ``write_audio``, not by
+libsndfile) for the pinned numpy, which DVC's per-actor caching relies on.
 
 Usage
 -----
@@ -98,9 +98,6 @@ from ravdess_ser.ravdess import (
     actor_gender,
     speech_clip_names,
 )
-
-#: Bump when the model changes, so cached corpora are known to be stale.
-SYNTHETIC_VERSION = 1
 
 MIN_CLIP_SECONDS = 0.25
 MAX_CLIP_SECONDS = 60.0

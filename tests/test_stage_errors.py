@@ -181,4 +181,4 @@ def test_an_unquoted_md5_of_digits_reads_as_the_command_line_reads_it(tmp_path):
     result = subprocess.run([sys.executable, "-m", "stages.download", "raw"], cwd=tmp_path,
                             env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith(f"error: corpus.zip: MD5 is ") and f"expected {digits}" in result.stderr
+    assert result.stderr.startswith("error: corpus.zip: MD5 is ") and f"expected {digits}" in result.stderr
