@@ -161,3 +161,16 @@ def test_clips_within_full_scale_and_with_honest_headers_get_no_note(tmp_path):
     out = tmp_path / "16k" / "Actor_01"
     resample_actor(raw, out, ResampleConfig(), progress=False)
     assert read_notes_report(out) == {} and (out / "notes.tsv").read_text() == "file\tnote\n"
+
+
+@pytest.mark.parametrize("orig_rate", [48_000, 32_000, 44_100, 8_000])
+def test_the_fast_decimation_gives_torchaudios_bits(orig_rate):
+    import torch
+
+    from ravdess_ser.audio import _resampler
+
+    config = ResampleConfig()
+    samples = np.round(tone(0.7, orig_rate).astype(np.float64) * 32768) / 32768  # 16-bit PCM values
+    with torch.no_grad():
+        reference = _resampler(orig_rate, config)(torch.from_numpy(samples)).numpy()
+    assert np.array_equal(resample(samples, orig_rate, config), reference)
