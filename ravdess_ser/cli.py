@@ -212,20 +212,15 @@ def _converted(value, annotation, key: str):
         if str(value).strip().lower() in words:
             return words[str(value).strip().lower()]
         raise PipelineError(f"{key}={_show(value)}: must be true or false")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+    if annotation in (int, float):
+        # An int field takes integers only; a float field takes either (YAML reads 120 as an int).
+        accepted = (int,) if annotation is int else (int, float)
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return annotation(value)
         if isinstance(value, str):
             with contextlib.suppress(ValueError):
-                return int(value)
-        raise PipelineError(f"{key}={_show(value)}: must be an integer")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return float(value)
-        raise PipelineError(f"{key}={_show(value)}: must be a number")
+                return annotation(value)
+        raise PipelineError(f"{key}={_show(value)}: must be {'an integer' if annotation is int else 'a number'}")
     if annotation is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # YAML reads an unquoted 1234 as a number; the command line gives the text
