@@ -55,9 +55,9 @@ def _metric_cells(data: dict | None, precision: int) -> dict[str, str]:
     for key, header in METRICS:
         value = crossval.get(key)
         if isinstance(value, dict) and isinstance(value.get("mean"), (int, float)):
-            std = value.get("std")
-            std_text = f"{std:.{precision}f}" if isinstance(std, (int, float)) else "?"
-            cells[header] = f"{value['mean']:.{precision}f} ± {std_text}"
+            std = value.get("std")  # none for a single run
+            spread = f" ± {std:.{precision}f}" if isinstance(std, (int, float)) else ""
+            cells[header] = f"{value['mean']:.{precision}f}{spread}"
         else:
             cells[header] = "-"
     return cells

@@ -10,19 +10,19 @@ the cross-validation report needs no torch and no sklearn.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from ravdess_ser.ravdess import EMOTION_NAMES
 
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """Counts of (actual, predicted) class indices 0..7; rows actual, columns predicted."""
-    counts = np.zeros((len(EMOTION_NAMES), len(EMOTION_NAMES)), dtype=np.int64)
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (actual, predicted) class indices; rows actual, columns predicted."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(counts, (np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
     return counts
 
 
-def metrics_from_confusion(counts: np.ndarray) -> dict:
+def metrics_from_confusion(counts: np.ndarray, classes: Sequence[str]) -> dict:
     counts = np.asarray(counts, dtype=np.float64)
     actual, predicted, correct = counts.sum(axis=1), counts.sum(axis=0), np.diag(counts)
     present = np.flatnonzero(actual)
@@ -33,10 +33,10 @@ def metrics_from_confusion(counts: np.ndarray) -> dict:
         "accuracy": round(float(correct.sum() / counts.sum()), 4),
         "unweighted_accuracy": round(float(recall.mean()), 4),
         "macro_f1": round(float(f1.mean()), 4),
-        "recall": {EMOTION_NAMES[c]: round(float(r), 4) for c, r in zip(present, recall)},
+        "recall": {classes[c]: round(float(r), 4) for c, r in zip(present, recall)},
     }
 
 
-def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
-    """Accuracy, unweighted accuracy, macro F1 and per-emotion recall of class indices 0..7."""
-    return metrics_from_confusion(confusion_matrix(labels, predictions))
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[str]) -> dict:
+    """Accuracy, unweighted accuracy, macro F1 and per-class recall of class indices into ``classes``."""
+    return metrics_from_confusion(confusion_matrix(labels, predictions, len(classes)), classes)

@@ -1,19 +1,19 @@
-"""Baseline emotion classifier on frozen wav2vec2 embeddings.
+"""Training one run of a protocol: its splits, its clips' features, and a seeded, early-stopped classifier.
 
-Speaker-independent protocol: the actors are split into folds (``folds``,
-a param). A run tests on one fold's actors, stops early on the next fold's
-and trains on every other actor, so no actor is ever in two splits; running
-every fold is speaker-independent k-fold cross-validation.
+A run is one fold of the protocol (:mod:`ravdess_ser.protocols`) with one
+seed. Its test actors never train or validate. It validates on the fold's
+validation actors (``validation=speakers``) or on a random, per-class 20% of
+the training actors' clips (``validation=utterances``, as EmoBox does), and
+stops early on validation unweighted accuracy.
 
-The classifier reads one of two feature kinds. ``sequence``: each clip's
-``(time, features)`` frames from the embedded layer, pooled over time (mean,
-mean and standard deviation, or attentive pooling). ``layer_summary``: each
-clip's per-layer mean and standard deviation over time (written by embed with
-``layer_summary``), from one chosen layer or as a learned softmax-weighted sum
-of all layers, as the SUPERB benchmark's probes do. Either way the pooled
-vector is standardised with training-split statistics only and classified by a
-small MLP. Training is seeded and deterministic, with early stopping on
-validation unweighted accuracy.
+The classifier (:mod:`ravdess_ser.classifier`) reads one of two feature
+kinds. ``sequence``: each clip's ``(time, features)`` frames from the embedded
+layer, pooled over time. ``layer_summary``: each clip's per-layer mean and
+standard deviation over time (written by embed with ``layer_summary``). With
+``normalisation=speaker`` the frames are first normalised with their actor's
+own mean and standard deviation over all of that actor's clips (Pepino et
+al.'s speaker normalisation; for layer summaries, the same statistics derived
+from the summaries and frame counts). Training is seeded and deterministic.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,88 +31,162 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from ravdess_ser.crossval import fold_actors
-from ravdess_ser.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from ravdess_ser.atomic import write_csv_atomic, write_text_atomic
+from ravdess_ser.classifier import LayerSummaryClassifier, build_classifier, save_classifier
 from ravdess_ser.device import resolve_device
 from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
 from ravdess_ser.metrics import classification_metrics
-from ravdess_ser.ravdess import EMOTION_NAMES, EMOTIONS
-from ravdess_ser.train_config import POOLINGS, TrainConfig
+from ravdess_ser.protocols import Fold, Protocol, class_of, vocal_channel_codes
+from ravdess_ser.ravdess import VOCAL_CHANNELS
+from ravdess_ser.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+VALIDATION_FRACTION = 0.2  # EmoBox's 80/20 split of the training fold's utterances
+
 
 @dataclass
 class Splits:
     train: list[ManifestRow]
     val: list[ManifestRow]
     test: list[ManifestRow]
-    train_actors: tuple[int, ...] = field(default=())
+
+    def actors(self, name: str) -> list[int]:
+        return sorted({row.actor for row in getattr(self, name)})
 
 
-def split_by_actor(rows: Sequence[ManifestRow], val_actors: Sequence[int], test_actors: Sequence[int]) -> Splits:
-    """Speaker-independent splits: every usable actor not in val or test trains."""
-    overlap = set(val_actors) & set(test_actors)
-    if overlap:
-        raise PipelineError(f"actor(s) {sorted(overlap)} are listed in both the validation and the test split")
+def protocol_rows(rows: Sequence[ManifestRow], protocol: Protocol) -> list[ManifestRow]:
+    """The manifest's usable clips of the protocol's vocal channels; refuses a protocol whose channel is missing."""
     usable = [row for row in rows if row.status == OK]
+    if protocol.subsets is None:
+        return usable
+    kept = [row for row in usable if row.vocal_channel in vocal_channel_codes(protocol.subsets)]
+    present = {VOCAL_CHANNELS.get(row.vocal_channel) for row in kept}
+    for subset in protocol.subsets:
+        if subset not in present:
+            raise PipelineError(f"train.protocol={protocol.name} uses {' and '.join(protocol.subsets)} clips, but the "
+                                f"manifest has no usable {subset} clips; set data.subsets to "
+                                f"[{', '.join(protocol.subsets)}] (dvc exp run -S 'data.subsets=[{','.join(protocol.subsets)}]')")
+    return kept
+
+
+def _utterance_validation(candidates: Sequence[ManifestRow], classes: Sequence[str], seed: int) -> set[str]:
+    """A seeded random ``VALIDATION_FRACTION`` of each class's clips, by clip id (integer draws: any CPU, same ids)."""
+    rng = np.random.default_rng(seed)
+    chosen: set[str] = set()
+    for index in range(len(classes)):
+        ids = sorted(row.clip_id for row in candidates if class_of(row.emotion, classes) == index)
+        take = round(VALIDATION_FRACTION * len(ids))
+        chosen.update(ids[i] for i in rng.permutation(len(ids))[:take])
+    return chosen
+
+
+def split_rows(rows: Sequence[ManifestRow], protocol: Protocol, fold: Fold, seed: int) -> Splits:
+    """The run's splits of the protocol's clips: the fold's actors test; validation as the protocol says."""
+    usable = protocol_rows(rows, protocol)
+    test_actors = set(fold.test_actors)
+    test = [row for row in usable if row.actor in test_actors]
+    rest = [row for row in usable if row.actor not in test_actors]
+    if protocol.validation == "speakers":
+        overlap = set(fold.val_actors) & test_actors
+        if overlap:
+            raise PipelineError(f"fold '{fold.name}': actor(s) {sorted(overlap)} would both validate and test")
+        val = [row for row in rest if row.actor in set(fold.val_actors)]
+    else:
+        held_out = _utterance_validation(rest, protocol.classes, seed)
+        val = [row for row in rest if row.clip_id in held_out]
+    val_ids = {row.clip_id for row in val}
+    splits = Splits(train=[row for row in rest if row.clip_id not in val_ids], val=val, test=test)
     known = {row.actor for row in usable}
-    splits = Splits(
-        train=[row for row in usable if row.actor not in set(val_actors) | set(test_actors)],
-        val=[row for row in usable if row.actor in set(val_actors)],
-        test=[row for row in usable if row.actor in set(test_actors)],
-    )
-    splits.train_actors = tuple(sorted({row.actor for row in splits.train}))
-    for name, actors, split in (("val", val_actors, splits.val), ("test", test_actors, splits.test)):
-        missing = sorted(set(actors) - known)
-        if missing:
-            raise PipelineError(f"the {name} split names actor(s) {missing} that have no usable clips in the manifest "
-                                "(check train.folds against data.actors)")
-        if not split:
-            raise PipelineError(f"the {name} split has no clips (actors {list(actors)})")
-    if not splits.train:
-        raise PipelineError("the training split has no clips: every actor is in val or test")
-    missing_emotions = sorted(set(EMOTIONS) - {row.emotion for row in splits.train})
-    if missing_emotions:
-        names = ", ".join(EMOTIONS[code] for code in missing_emotions)
-        raise PipelineError(f"emotion(s) {names} have no clips in the training split; the classifier could never predict them")
+    missing = sorted(test_actors - known)
+    if missing:
+        raise PipelineError(f"fold '{fold.name}' tests on actor(s) {missing}, which have no usable clips in the "
+                            "manifest (check the protocol's folds against data.actors)")
+    if protocol.validation == "speakers" and sorted(set(fold.val_actors) - known):
+        raise PipelineError(f"fold '{fold.name}' validates on actor(s) {sorted(set(fold.val_actors) - known)}, which "
+                            "have no usable clips in the manifest (check the protocol's folds against data.actors)")
+    for name in SPLITS:
+        if not getattr(splits, name):
+            raise PipelineError(f"fold '{fold.name}': the {name} split has no clips")
+    missing_classes = sorted(set(range(len(protocol.classes))) - {class_of(r.emotion, protocol.classes) for r in splits.train})
+    if missing_classes:
+        names = ", ".join(protocol.classes[index] for index in missing_classes)
+        raise PipelineError(f"emotion(s) {names} have no clips in the training split; the classifier could never "
+                            "predict them")
     return splits
 
 
+def _load_features(row: ManifestRow, root: Path, kind: str, loaded: dict[Path, np.ndarray] | None) -> tuple[Path, np.ndarray]:
+    path = Path(root) / row.embedding_path
+    if kind == "layer_summary":
+        path = layer_summary_path(path)
+        if not path.is_file():
+            raise PipelineError("no layer summary for this clip; train.features=layer_summary reads the "
+                                "summaries that embed writes with embed.layer_summary: true", path)
+    try:
+        array = np.load(path) if loaded is None or path not in loaded else loaded[path]
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"cannot read embedding ({error})", path) from None
+    if loaded is not None:
+        loaded[path] = array
+    if kind == "sequence" and (array.ndim != 2 or array.shape[0] == 0):
+        raise PipelineError(f"expected a (time, features) array, got shape {array.shape}", path)
+    if kind == "layer_summary" and (array.ndim != 3 or array.shape[1] != 2):
+        raise PipelineError(f"expected a (layers, 2, features) layer summary, got shape {array.shape}", path)
+    return path, array
+
+
+def speaker_statistics(rows: Sequence[ManifestRow], arrays: Sequence[np.ndarray], kind: str) -> dict[int, tuple]:
+    """Each actor's frame mean and standard deviation over all of its clips, per feature (and per layer).
+
+    From frames directly; from layer summaries, through each clip's frame count: the pooled mean is the
+    frame-weighted mean of the clips' means, the pooled variance that of their ``std² + mean²`` less the
+    pooled mean squared.
+    """
+    by_actor: dict[int, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_actor.setdefault(row.actor, []).append(index)
+    statistics = {}
+    for actor, indices in sorted(by_actor.items()):
+        if kind == "sequence":
+            frames = np.concatenate([arrays[i] for i in indices]).astype(np.float64)
+            mean, std = frames.mean(axis=0), frames.std(axis=0)
+        else:
+            weights = np.array([rows[i].num_frames or 1 for i in indices], dtype=np.float64)[:, None, None]
+            summaries = np.stack([arrays[i] for i in indices]).astype(np.float64)
+            means, stds = summaries[:, :, 0], summaries[:, :, 1]
+            mean = (weights * means).sum(axis=0) / weights.sum()
+            second = (weights * (stds**2 + means**2)).sum(axis=0) / weights.sum()
+            std = np.sqrt(np.maximum(second - mean**2, 0.0))
+        statistics[actor] = (mean, np.maximum(std, 1e-6))
+    return statistics
+
+
+def normalise_by_speaker(array: np.ndarray, kind: str, statistics: tuple) -> np.ndarray:
+    """Frames ``(x - mean) / std`` with the actor's statistics; a summary's mean alike and its std ``/ std``."""
+    mean, std = statistics
+    if kind == "sequence":
+        return ((array - mean) / std).astype(np.float32)
+    return np.stack([(array[:, 0] - mean) / std, array[:, 1] / std], axis=1).astype(np.float32)
+
+
 class EmbeddingDataset(Dataset):
-    """Clips of one split: ``(features float32, label 0..7)``, all held in memory.
+    """Clips of one split: ``(features float32, class index)``, all held in memory.
 
     ``features`` is a clip's ``(time, dim)`` frames, or with ``kind="layer_summary"`` its
     ``(layers, 2, dim)`` per-layer mean and std; ``layer`` keeps one layer, as ``(1, 2, dim)``.
-    ``input_shape`` is what every clip shares: ``(dim,)``, or the summaries' shape. ``loaded``, if
-    given, keeps every array read by path, for runs that read the same files again (the layer sweep).
+    ``input_shape`` is what every clip shares: ``(dim,)``, or the summaries' shape.
     """
 
-    def __init__(self, rows: Sequence[ManifestRow], root: Path, kind: str = "sequence", layer: int | None = None,
-                 loaded: dict[Path, np.ndarray] | None = None):
+    def __init__(self, rows: Sequence[ManifestRow], arrays: Sequence[np.ndarray], paths: Sequence[Path], kind: str,
+                 classes: Sequence[str], layer: int | None = None):
         self.rows = list(rows)
         self.features = []
         shape = None
-        for row in self.rows:
-            path = Path(root) / row.embedding_path
-            if kind == "layer_summary":
-                path = layer_summary_path(path)
-                if not path.is_file():
-                    raise PipelineError("no layer summary for this clip; train.features=layer_summary reads the "
-                                        "summaries that embed writes with embed.layer_summary: true", path)
-            try:
-                array = np.load(path) if loaded is None or path not in loaded else loaded[path]
-            except (OSError, ValueError) as error:
-                raise PipelineError(f"cannot read embedding ({error})", path) from None
-            if loaded is not None:
-                loaded[path] = array
-            if kind == "sequence" and (array.ndim != 2 or array.shape[0] == 0):
-                raise PipelineError(f"expected a (time, features) array, got shape {array.shape}", path)
-            if kind == "layer_summary" and (array.ndim != 3 or array.shape[1] != 2):
-                raise PipelineError(f"expected a (layers, 2, features) layer summary, got shape {array.shape}", path)
+        for path, array in zip(paths, arrays):
             clip_shape = array.shape[1:] if kind == "sequence" else array.shape
             if shape is None:
                 shape, first = clip_shape, path
@@ -130,7 +204,7 @@ class EmbeddingDataset(Dataset):
                                         f"0..{array.shape[0] - 1}", path)
                 array = array[layer : layer + 1]
             self.features.append(torch.from_numpy(array.astype(np.float32, copy=False)))
-        self.labels = torch.tensor([row.emotion - 1 for row in self.rows], dtype=torch.long)
+        self.labels = torch.tensor([class_of(row.emotion, classes) for row in self.rows], dtype=torch.long)
         self.input_shape = (shape[-1],) if kind == "sequence" else (1 if layer is not None else shape[0], *shape[1:])
 
     def __len__(self) -> int:
@@ -138,6 +212,22 @@ class EmbeddingDataset(Dataset):
 
     def __getitem__(self, index: int):
         return self.features[index], self.labels[index]
+
+
+def split_datasets(splits: Splits, root: Path, config: TrainConfig, protocol: Protocol,
+                   loaded: dict[Path, np.ndarray] | None = None) -> dict[str, EmbeddingDataset]:
+    """The splits' datasets; ``loaded``, if given, keeps every array read by path, for runs that read the same
+    files again (the cross-validation's and the layer sweep's runs)."""
+    rows = {name: getattr(splits, name) for name in SPLITS}
+    read = {name: [_load_features(row, root, config.features, loaded) for row in rows[name]] for name in SPLITS}
+    arrays = {name: [array for _, array in read[name]] for name in SPLITS}
+    if protocol.normalisation == "speaker":
+        every_row = [row for name in SPLITS for row in rows[name]]
+        statistics = speaker_statistics(every_row, [a for name in SPLITS for a in arrays[name]], config.features)
+        arrays = {name: [normalise_by_speaker(array, config.features, statistics[row.actor])
+                         for row, array in zip(rows[name], arrays[name])] for name in SPLITS}
+    return {name: EmbeddingDataset(rows[name], arrays[name], [path for path, _ in read[name]], config.features,
+                                   protocol.classes, config.summary_layer) for name in SPLITS}
 
 
 def pad_batch(batch):
@@ -153,131 +243,6 @@ def stack_batch(batch):
     """Fixed-shape layer summaries need no padding."""
     features, labels = zip(*batch)
     return torch.stack(features), torch.stack(labels)
-
-
-def masked_mean_std(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    weights = mask.unsqueeze(-1).to(features.dtype)
-    count = weights.sum(dim=1).clamp(min=1.0)
-    mean = (features * weights).sum(dim=1) / count
-    var = (((features - mean.unsqueeze(1)) ** 2) * weights).sum(dim=1) / count
-    return mean, var.clamp(min=1e-8).sqrt()
-
-
-class AttentivePooling(nn.Module):
-    """Attentive statistics pooling: a learned frame weighting, then weighted mean and std."""
-
-    def __init__(self, dim: int, hidden: int = 128):
-        super().__init__()
-        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(features).squeeze(-1).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
-        mean = (features * weights).sum(dim=1)
-        var = ((features - mean.unsqueeze(1)) ** 2 * weights).sum(dim=1)
-        return torch.cat([mean, var.clamp(min=1e-8).sqrt()], dim=-1)
-
-
-def mlp_head(input_dim: int, num_classes: int, hidden_size: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(input_dim, hidden_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_size, num_classes)
-    )
-
-
-class PooledMLPClassifier(nn.Module):
-    """Frames: pool over time, standardise, then Linear-ReLU-Dropout-Linear.
-
-    ``forward`` is ``classify(pool(...))``. Unless the pooling is learned (attentive), a clip's
-    pooled vector never changes, so training pools each clip once and fits ``classify`` only.
-    """
-
-    def __init__(self, dim: int, num_classes: int, pooling: str, hidden_size: int, dropout: float):
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise PipelineError(f"train.pooling={pooling!r} is not one of {', '.join(POOLINGS)}")
-        self.pooling = pooling
-        self.attention = AttentivePooling(dim) if pooling == "attentive" else None
-        self.frame_norm = nn.LayerNorm(dim, elementwise_affine=False) if pooling == "attentive" else None
-        self.learned_pooling = self.attention is not None
-        pooled_dim = dim if pooling == "mean" else 2 * dim
-        self.register_buffer("pooled_mean", torch.zeros(pooled_dim))
-        self.register_buffer("pooled_std", torch.ones(pooled_dim))
-        self.mlp = mlp_head(pooled_dim, num_classes, hidden_size, dropout)
-
-    def pool(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.attention is not None:
-            return self.attention(self.frame_norm(features), mask)
-        mean, std = masked_mean_std(features, mask)
-        return mean if self.pooling == "mean" else torch.cat([mean, std], dim=-1)
-
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.mlp((pooled - self.pooled_mean) / self.pooled_std)
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.pool(features, mask))
-
-    @torch.no_grad()
-    def fit_standardisation(self, pooled: torch.Tensor) -> None:
-        """Standardise with the training split's pooled vectors (random-weight features vary in scale)."""
-        self.pooled_mean.copy_(pooled.mean(dim=0))
-        self.pooled_std.copy_(pooled.std(dim=0).clamp(min=1e-6))
-
-
-class LayerSummaryClassifier(nn.Module):
-    """Layer summaries: per-layer standardisation, one layer or a softmax-weighted sum, then the MLP.
-
-    Each layer's statistics are standardised with training-split statistics before they are
-    mixed, so that the learned weights compare layers rather than the scales of their
-    activations. With ``pooling="mean"`` the weighted sum of per-layer means is exactly the
-    time mean of the weighted sum of the layers' frames (the SUPERB probe's input); with
-    ``mean_std`` the std half is the weighted sum of per-layer stds.
-    """
-
-    def __init__(self, num_layers: int, dim: int, num_classes: int, pooling: str, weighted: bool,
-                 hidden_size: int, dropout: float):
-        super().__init__()
-        if pooling not in ("mean", "mean_std"):
-            raise PipelineError(f"train.pooling={pooling!r} does not apply to layer summaries: use mean or mean_std")
-        self.statistics = 1 if pooling == "mean" else 2
-        self.learned_pooling = False
-        pooled_dim = self.statistics * dim
-        self.register_buffer("layer_mean", torch.zeros(num_layers, pooled_dim))
-        self.register_buffer("layer_std", torch.ones(num_layers, pooled_dim))
-        # Uniform at the start, as in SUPERB; a single layer has no weights to learn.
-        self.layer_logits = nn.Parameter(torch.zeros(num_layers)) if weighted else None
-        self.mlp = mlp_head(pooled_dim, num_classes, hidden_size, dropout)
-
-    def pool(self, summaries: torch.Tensor) -> torch.Tensor:
-        """``(batch, layers, 2, dim)`` -> ``(batch, layers, statistics × dim)``."""
-        return summaries[:, :, : self.statistics].flatten(start_dim=2)
-
-    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
-        pooled = (pooled - self.layer_mean) / self.layer_std
-        if self.layer_logits is None:
-            return self.mlp(pooled[:, 0])
-        weights = torch.softmax(self.layer_logits, dim=0)
-        return self.mlp((weights[None, :, None] * pooled).sum(dim=1))
-
-    def forward(self, summaries: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.pool(summaries))
-
-    def layer_weights(self) -> list[float]:
-        return torch.softmax(self.layer_logits.detach(), dim=0).tolist()
-
-    @torch.no_grad()
-    def fit_standardisation(self, pooled: torch.Tensor) -> None:
-        self.layer_mean.copy_(pooled.mean(dim=0))
-        self.layer_std.copy_(pooled.std(dim=0).clamp(min=1e-6))
-
-
-def build_classifier(config: TrainConfig, input_shape: Sequence[int]) -> nn.Module:
-    """The classifier for ``config.features``; ``input_shape`` is an :class:`EmbeddingDataset`'s."""
-    if config.features == "sequence":
-        return PooledMLPClassifier(input_shape[0], len(EMOTION_NAMES), config.pooling, config.hidden_size,
-                                   config.dropout)
-    num_layers, _, dim = input_shape
-    return LayerSummaryClassifier(num_layers, dim, len(EMOTION_NAMES), config.pooling,
-                                  config.summary_layer is None, config.hidden_size, config.dropout)
 
 
 def seed_everything(seed: int, device: torch.device) -> torch.Generator:
@@ -329,12 +294,14 @@ class TrainResult:
     metrics: dict
     history: list[dict]
     test_predictions: list[dict]
-    input_shape: tuple[int, ...] = ()
+    input_shape: tuple[int, ...]
+    classes: tuple[str, ...]
 
 
 def train_classifier(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, progress: bool = True,
                      loaded: dict[Path, np.ndarray] | None = None) -> TrainResult:
-    """Train on one fold's training actors and evaluate on its splits (``loaded``: see :class:`EmbeddingDataset`)."""
+    """Train the run of ``config.fold`` and ``config.seed`` and evaluate it on its splits (``loaded``: see
+    :func:`split_datasets`)."""
     device = resolve_device(config.device)
     with one_cpu_thread(device):
         return _train(rows, root, config, device, progress, loaded)
@@ -345,16 +312,16 @@ def _train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, device:
     from tqdm import tqdm
 
     generator = seed_everything(config.seed, device)
-    val_actors, test_actors = fold_actors(config.folds, config.fold)
-    splits = split_by_actor(rows, val_actors, test_actors)
-    datasets = {name: EmbeddingDataset(getattr(splits, name), root, config.features, config.summary_layer, loaded)
-                for name in SPLITS}
+    protocol = config.resolved_protocol
+    fold = protocol.fold(config.fold)
+    splits = split_rows(rows, protocol, fold, config.seed)
+    datasets = split_datasets(splits, root, config, protocol, loaded)
     shapes = {name: ds.input_shape for name, ds in datasets.items()}
     if len(set(shapes.values())) != 1:
         raise PipelineError(f"embedding shapes differ between splits: {shapes}; rerun embed for every actor")
     collate = pad_batch if config.features == "sequence" else stack_batch
     loaders = {name: DataLoader(ds, batch_size=config.batch_size, collate_fn=collate) for name, ds in datasets.items()}
-    model = build_classifier(config, shapes["train"])
+    model = build_classifier(config, shapes["train"], len(protocol.classes))
     if model.learned_pooling:
         # Pooling is part of what is learned: every step pools its batch's frames.
         model.fit_standardisation(pool_split(model, loaders["train"]))
@@ -379,7 +346,7 @@ def _train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, device:
                                   fused=True)
 
     history, best_score, best_state, best_epoch, since_best = [], -1.0, None, 0, 0
-    bar = tqdm(range(1, config.max_epochs + 1), desc=f"train fold {config.fold}", unit="epoch", disable=not progress)
+    bar = tqdm(range(1, config.max_epochs + 1), desc=f"train fold {config.fold} seed {config.seed}", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
         train_loss, seen = 0.0, 0
@@ -392,7 +359,7 @@ def _train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, device:
             seen += len(labels)
         model.eval()
         val_labels, val_predictions, val_loss = predict(classify, loaders["val"], device)
-        val = classification_metrics(val_labels, val_predictions)
+        val = classification_metrics(val_labels, val_predictions, protocol.classes)
         history.append({
             "epoch": epoch,
             "train_loss": round(train_loss / seen, 5),
@@ -415,49 +382,24 @@ def _train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, device:
     test_predictions = []
     for name in SPLITS:
         labels, predictions, loss = predict(classify, loaders[name], device)
-        metrics[name] = classification_metrics(labels, predictions) | {"loss": round(loss, 4), "clips": len(labels)}
+        metrics[name] = classification_metrics(labels, predictions, protocol.classes) | {"loss": round(loss, 4), "clips": len(labels)}
         if name == "test":
             test_predictions = [
-                {"clip_id": row.clip_id, "actor": row.actor, "actual": EMOTION_NAMES[y], "predicted": EMOTION_NAMES[p]}
+                {"clip_id": row.clip_id, "actor": row.actor, "actual": protocol.classes[y],
+                 "predicted": protocol.classes[p]}
                 for row, y, p in zip(splits.test, labels, predictions)
             ]
     if isinstance(model, LayerSummaryClassifier) and model.layer_logits is not None:
         metrics["layer_weights"] = {str(layer): round(w, 4) for layer, w in enumerate(model.layer_weights())}
-    metrics["splits"] = {
-        "fold": config.fold,
-        "train_actors": list(splits.train_actors),
-        "val_actors": list(val_actors),
-        "test_actors": list(test_actors),
-    }
-    return TrainResult(model.cpu(), metrics, history, test_predictions, shapes["train"])
-
-
-def save_classifier(path: Path, model: nn.Module, config: TrainConfig, input_shape: Sequence[int]) -> None:
-    """Weights as safetensors (byte-deterministic, unlike torch.save), with config and labels as metadata."""
-    from safetensors.torch import save_file
-
-    # One metadata key: safetensors writes several in random (hash map) order.
-    description = {"train_config": asdict(config), "labels": list(EMOTION_NAMES), "input_shape": list(input_shape)}
-    metadata = {"classifier": json.dumps(description, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=metadata)
-
-
-def load_classifier(path: Path) -> tuple[nn.Module, TrainConfig]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as handle:
-        description = json.loads(handle.metadata()["classifier"])
-    config = TrainConfig(**description["train_config"])
-    model = build_classifier(config, description["input_shape"])
-    model.load_state_dict(load_file(str(path)))
-    return model.eval(), config
+    metrics["splits"] = {"fold": config.fold, "seed": config.seed, "validation": protocol.validation}
+    metrics["splits"] |= {f"{name}_actors": splits.actors(name) for name in SPLITS}
+    metrics["protocol"] = protocol.describe()
+    return TrainResult(model.cpu(), metrics, history, test_predictions, shapes["train"], protocol.classes)
 
 
 def save_training_outputs(result: TrainResult, config: TrainConfig, model_path: Path, metrics_path: Path,
                           plots_dir: Path) -> None:
-    save_classifier(model_path, result.model, config, result.input_shape)
+    save_classifier(model_path, result.model, config, result.input_shape, result.classes)
     write_text_atomic(metrics_path, json.dumps(result.metrics, indent=2) + "\n")
     write_csv_atomic(Path(plots_dir) / "test_predictions.csv", result.test_predictions)
     write_csv_atomic(Path(plots_dir) / "training_curves.csv", result.history)

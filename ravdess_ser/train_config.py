@@ -6,10 +6,11 @@ Stages that only read them (crossval) need not import torch or the training code
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ravdess_ser.cli import DEVICES_ALLOWED, check_param, convert_params, param, positive, valid_device
-from ravdess_ser.crossval import DEFAULT_FOLDS, FOLDS_HELP, checked_folds
 from ravdess_ser.errors import PipelineError
+from ravdess_ser.protocols import AUTO, FOLDS_HELP, PROTOCOL_NAMES, Protocol, checked_folds, resolve_protocol
 
 POOLINGS = ("mean", "mean_std", "attentive")
 FEATURES = ("sequence", "layer_summary")
@@ -18,8 +19,18 @@ WEIGHTED = "weighted"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    folds: dict[str, tuple[int, ...]] = param(DEFAULT_FOLDS, FOLDS_HELP)
-    fold: str = param("1", "the fold this run tests on: a name in folds")
+    protocol: str = param("four-fold", f"the evaluation protocol: {', '.join(PROTOCOL_NAMES)} "
+                          "(docs/training.md; custom runs train.folds)")
+    folds: dict[str, tuple[int, ...]] = param({}, FOLDS_HELP)
+    fold: str = param("1", "the train stage's fold: the name of one of the protocol's folds")
+    validation: str = param(AUTO, "auto (the protocol's), speakers (the next fold's actors, or the protocol's "
+                            "validation actors) or utterances (a random fifth of the training actors' clips, as EmoBox)")
+    classes: str = param(AUTO, "auto (the protocol's), 8 (every RAVDESS emotion) or 7 (calm merged into neutral)")
+    seeds: str = param(AUTO, "auto (the protocol's: pepino2021 5, others 1) or a number of seeds: runs use seed, "
+                       "seed + 1, ...; results are mean ± std over seeds and folds")
+    normalisation: str = param("global", "global: standardise with training-split statistics; speaker: first "
+                               "normalise each actor's frames with that actor's own statistics (transductive "
+                               "for the test actors)")
     features: str = param("sequence", "sequence: the (time, features) frames of embed.layer; "
                           "layer_summary: every layer's mean and std over time (needs embed.layer_summary: true)")
     layer: str = param(WEIGHTED, "with features=layer_summary: a layer number (0 = the transformer's input), "
@@ -50,8 +61,9 @@ class TrainConfig:
             ("device", valid_device(self.device), DEVICES_ALLOWED),
         ):
             check_param(f"train.{name}", getattr(self, name), ok, allowed)
-        object.__setattr__(self, "folds", checked_folds(self.folds))
         object.__setattr__(self, "fold", str(self.fold))
+        object.__setattr__(self, "folds", checked_folds(self.folds))
+        self.resolved_protocol  # checks the protocol's params (the train stage checks train.fold against it)
         object.__setattr__(self, "layer", str(self.layer))
         for name, value, allowed in (("features", self.features, FEATURES), ("pooling", self.pooling, POOLINGS)):
             if value not in allowed:
@@ -64,6 +76,11 @@ class TrainConfig:
         if self.features == "layer_summary" and self.pooling == "attentive":
             raise PipelineError("train.pooling=attentive needs frames (train.features=sequence); layer summaries "
                                 "hold each layer's mean and std over time only: use mean or mean_std")
+
+    @cached_property
+    def resolved_protocol(self) -> Protocol:
+        return resolve_protocol(self.protocol, self.folds, self.validation, self.classes, self.seeds, self.seed,
+                                self.normalisation)
 
     @property
     def summary_layer(self) -> int | None:

@@ -1,26 +1,30 @@
-"""Stage 6, crossval: the folds' test results (train-fold@<name>) aggregated into one cross-validated report."""
+"""Stage 6, crossval: every fold of train.protocol with every seed, trained in a pool of processes, and one
+cross-validated report (metrics.json, test_predictions.csv, recall.csv, runs.csv, training_curves.csv)."""
 
 import logging
+from pathlib import Path
 
 from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
-from ravdess_ser.crossval import checked_folds, read_fold, write_crossval_report
+from ravdess_ser.crossval import HEADLINE_METRICS, cross_validate, mean_std_text, write_crossval_report
+from ravdess_ser.manifest import read_manifest
 from ravdess_ser.train_config import TrainConfig
 
-PARAMS = StageParams(TrainConfig, "train", fields=("folds",))
+# Every run sets its own fold and seed: the train stage's fold is no param of this one.
+PARAMS = StageParams(TrainConfig, "train", fields=tuple(
+    name for name in TrainConfig.__dataclass_fields__ if name != "fold"))
 
 
 def main() -> None:
     config, args = parse_stage_config(
         PARAMS, __doc__,
-        {"folds_dir": "the folds' results, one folder per fold name (experiments/crossval/folds)",
-         "out_dir": "where metrics.json, test_predictions.csv and recall.csv go (experiments/crossval)"},
+        {"manifest": "the label manifest (data/manifest.csv)",
+         "out_dir": "where the report goes (experiments/crossval)"},
     )
-    results = [read_fold(args.folds_dir / name, name) for name in checked_folds(config.folds)]
-    metrics = write_crossval_report(results, args.out_dir)
-    logging.info("%d folds, %d test clips: accuracy %.3f ± %.3f, unweighted accuracy %.3f ± %.3f, macro F1 %.3f ± %.3f",
-                 metrics["folds"], metrics["test_clips"],
-                 *(metrics[key][part] for key in ("accuracy", "unweighted_accuracy", "macro_f1")
-                   for part in ("mean", "std")))
+    results = cross_validate(read_manifest(args.manifest), Path.cwd(), config)
+    metrics = write_crossval_report(results, config.resolved_protocol, args.out_dir)
+    logging.info("%s: %d folds, %d runs, %d test clips: %s", config.protocol, metrics["folds"], metrics["runs"],
+                 metrics["test_clips"],
+                 ", ".join(f"{key} {mean_std_text(metrics[key])}" for key in HEADLINE_METRICS))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,14 @@ from pathlib import Path
 
 from ravdess_ser.atomic import write_csv_atomic, write_text_atomic
 from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
+from ravdess_ser.crossval import mean_std_text
 from ravdess_ser.layer_sweep import sweep_layers
 from ravdess_ser.manifest import read_manifest
 from ravdess_ser.train_config import TrainConfig
 
 # The sweep sets features, layer and pooling itself and runs every fold, so it reads train's other keys only.
-SWEEP_FIELDS = ("folds", "hidden_size", "dropout", "batch_size", "learning_rate", "weight_decay", "max_epochs",
-                "patience", "seed", "device")
-PARAMS = StageParams(TrainConfig, "train", fields=SWEEP_FIELDS)
-
+PARAMS = StageParams(TrainConfig, "train", fields=tuple(
+    name for name in TrainConfig.__dataclass_fields__ if name not in ("fold", "features", "layer", "pooling")))
 
 
 def main() -> None:
@@ -26,9 +25,9 @@ def main() -> None:
     table, metrics = sweep_layers(read_manifest(args.manifest), Path.cwd(), config)
     write_csv_atomic(args.out_dir / "layers.csv", table)
     write_text_atomic(args.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    logging.info("best layer: %d (unweighted accuracy %.3f); weighted sum of all layers: %.3f",
-                 metrics["best_layer"], metrics["best_layer_unweighted_accuracy"]["mean"],
-                 metrics["weighted_sum"]["unweighted_accuracy"]["mean"])
+    logging.info("best layer: %d (unweighted accuracy %s); weighted sum of all layers: %s", metrics["best_layer"],
+                 mean_std_text(metrics["best_layer_unweighted_accuracy"]),
+                 mean_std_text(metrics["weighted_sum"]["unweighted_accuracy"]))
 
 
 if __name__ == "__main__":

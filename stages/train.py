@@ -1,7 +1,6 @@
-"""Stage 5, train: a pooled-MLP emotion classifier on the embeddings, tested on one speaker-independent fold.
+"""Stage 5, train: a pooled-MLP emotion classifier on the embeddings, tested on one fold of train.protocol.
 
-The train stage runs the fold named by train.fold; the train-fold@<name> stages run every fold of train.folds
-(with --fold <name>) for the crossval stage to aggregate.
+It runs the fold named by train.fold with train.seed; the crossval stage runs every fold and seed.
 """
 
 import logging

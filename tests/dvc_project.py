@@ -23,10 +23,11 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", "requirements.txt", ".dvcignore", ".
 TINY_PARAMS = {
     "data": {"actors": ["01", "02", "03"], "synthetic_clip_seconds": 0.6},
     # One actor per fold: the train stage tests on actor 1, validates on 2 and trains on 3.
-    "train": {"folds": {"1": [1], "2": [2], "3": [3]}, "fold": "1", "max_epochs": 4, "patience": 2, "hidden_size": 32},
+    "train": {"protocol": "custom", "folds": {"1": [1], "2": [2], "3": [3]}, "fold": "1", "max_epochs": 4,
+              "patience": 2, "hidden_size": 32},
 }
-# The stages that train and evaluate classifiers, for TINY_PARAMS' folds: what a train param reruns.
-TRAINING_STAGES = {"train", "train-fold@1", "train-fold@2", "train-fold@3", "crossval", "layer-sweep"}
+# The stages that train and evaluate classifiers: what a train param reruns.
+TRAINING_STAGES = {"train", "crossval", "layer-sweep"}
 
 
 def environment() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Cross-validation by actor: the report aggregated from the folds' runs, and what it refuses to aggregate."""
+"""Cross-validation by actor: the report aggregated from the runs, and what it refuses to aggregate."""
 
 import csv
 import json
@@ -13,31 +13,33 @@ import pytest
 from conftest import REPO_ROOT
 from test_stage_errors import _assert_one_line_error, _stage
 from test_train import FAST, _embedded_corpus
-from ravdess_ser.crossval import FoldResult, aggregate_folds, read_fold, recall_table, write_crossval_report
+from ravdess_ser.crossval import aggregate_runs, cross_validate, recall_table, write_crossval_report
 from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.layer_sweep import sweep_layers
 from ravdess_ser.metrics import classification_metrics, confusion_matrix
 from ravdess_ser.ravdess import EMOTION_NAMES
-from ravdess_ser.train import save_training_outputs, train_classifier
+from ravdess_ser.train import train_classifier
 from ravdess_ser.train_config import TrainConfig
+from ravdess_ser.training_pool import RunResult
 
 FOLDS = {"1": (1, 2), "2": (3, 4), "3": (5, 6)}
+PROTOCOL = TrainConfig(protocol="custom", folds=FOLDS).resolved_protocol
 
 
-def _fold_result(name, test_actors, val_actors, train_actors, labels, predictions) -> FoldResult:
-    """A fold's run as its train stage reports it, for hand-picked test labels and predictions."""
+def _fold_result(name, test_actors, val_actors, train_actors, labels, predictions, seed=0) -> RunResult:
+    """A fold's run as training reports it, for hand-picked test labels and predictions."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
-    metrics = {"test": classification_metrics(labels, predictions),
-               "splits": {"fold": name, "train_actors": list(train_actors), "val_actors": list(val_actors),
-                          "test_actors": list(test_actors)}}
+    metrics = {"test": classification_metrics(labels, predictions, EMOTION_NAMES),
+               "splits": {"fold": name, "seed": seed, "validation": "speakers", "train_actors": list(train_actors),
+                          "val_actors": list(val_actors), "test_actors": list(test_actors)}}
     actors = np.resize(test_actors, len(labels))
     rows = [{"clip_id": f"{name}-{i}", "actor": str(actor), "actual": EMOTION_NAMES[y], "predicted": EMOTION_NAMES[p]}
             for i, (actor, y, p) in enumerate(zip(actors, labels, predictions))]
-    return FoldResult(name, metrics, rows)
+    return RunResult(name, seed, metrics, rows, [])
 
 
-def _three_folds(rng=np.random.default_rng(0)) -> list[FoldResult]:
+def _three_folds(rng=np.random.default_rng(0)) -> list[RunResult]:
     results = []
     for index, name in enumerate(FOLDS):
         labels = np.repeat(np.arange(8), 10)
@@ -51,15 +53,16 @@ def _three_folds(rng=np.random.default_rng(0)) -> list[FoldResult]:
 
 def test_the_report_gives_mean_and_sample_std_over_folds_and_the_summed_confusion():
     results = _three_folds()
-    report = aggregate_folds(results)
+    report = aggregate_runs(results, PROTOCOL)
     for key in ("accuracy", "unweighted_accuracy", "macro_f1"):
         values = [r.metrics["test"][key] for r in results]
         assert report[key] == {"mean": round(np.mean(values), 4), "std": round(np.std(values, ddof=1), 4)}
-        assert [fold[key] for fold in report["per_fold"]] == values
-    assert report["folds"] == 3 and report["test_clips"] == 240
+        assert [fold[key] for fold in report["per_fold"]] == [{"mean": v, "std": None} for v in values]
+    assert report["folds"] == 3 and report["runs"] == 3 and report["test_clips"] == 240
+    assert report["protocol"]["name"] == "custom" and report["protocol"]["overrides"] == "none"
     assert [fold["test_actors"] for fold in report["per_fold"]] == [[1, 2], [3, 4], [5, 6]]
     expected = sum(confusion_matrix([EMOTION_NAMES.index(p["actual"]) for p in r.predictions],
-                                    [EMOTION_NAMES.index(p["predicted"]) for p in r.predictions]) for r in results)
+                                    [EMOTION_NAMES.index(p["predicted"]) for p in r.predictions], 8) for r in results)
     assert report["confusion_matrix"]["counts"] == expected.tolist()
     assert report["confusion_matrix"]["labels"] == list(EMOTION_NAMES)
     assert np.sum(report["confusion_matrix"]["counts"]) == 240
@@ -69,7 +72,7 @@ def test_the_report_gives_mean_and_sample_std_over_folds_and_the_summed_confusio
 
 def test_per_emotion_recall_is_averaged_over_folds():
     results = _three_folds()
-    table = recall_table(results)
+    table = recall_table(results, EMOTION_NAMES)
     assert [row["emotion"] for row in table] == list(EMOTION_NAMES)
     for row in table:
         values = [r.metrics["test"]["recall"][row["emotion"]] for r in results]
@@ -84,40 +87,29 @@ def test_per_emotion_recall_is_averaged_over_folds():
     (lambda r: r[2].metrics["splits"].update(val_actors=[1, 2, 5]),
      r"fold '3': actor\(s\) \[5\] are in both its val and its test split"),
     (lambda r: r[0].predictions[0].update(actor="4"), r"fold '1' has test predictions for actor\(s\) \[4\]"),
-    (lambda r: r.pop() and r.pop(), "needs at least two folds, got 1"),
+    (lambda r: r.clear(), "cross-validation has no runs"),
 ])
 def test_leaking_or_overlapping_folds_are_not_aggregated(change, message):
     results = _three_folds()
     change(results)
     with pytest.raises(PipelineError, match=message):
-        aggregate_folds(results)
+        aggregate_runs(results, PROTOCOL)
 
 
-def test_a_fold_that_did_not_run_names_its_stage(tmp_path):
-    with pytest.raises(PipelineError, match=r"fold '2' has no results \(did its stage train-fold@2 run\?\)"):
-        read_fold(tmp_path / "2", "2")
+def test_a_second_seed_may_test_the_same_actors_again():
+    results = _three_folds()
+    again = [RunResult(r.fold, 1, json.loads(json.dumps(r.metrics)), r.predictions, []) for r in results]
+    report = aggregate_runs(results + again, PROTOCOL)
+    assert report["runs"] == 6 and report["folds"] == 3 and report["test_clips"] == 240
+    assert [fold["seeds"] for fold in report["per_fold"]] == [[0, 1]] * 3
+    assert report["per_fold"][0]["accuracy"]["std"] == 0.0
 
 
-def test_results_in_the_wrong_folder_are_refused(tmp_path):
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "metrics.json").write_text(json.dumps(
-        {"test": {"accuracy": 1, "unweighted_accuracy": 1, "macro_f1": 1}, "splits": {"fold": "2"}}))
-    (tmp_path / "1" / "test_predictions.csv").write_text("clip_id,actor,actual,predicted\n")
-    with pytest.raises(PipelineError, match="holds the results of fold '2', not of fold '1'"):
-        read_fold(tmp_path / "1", "1")
-
-
-def test_every_fold_trained_saved_read_back_and_aggregated(tmp_path):
+def test_every_fold_trained_and_aggregated(tmp_path):
     rows = _embedded_corpus(tmp_path, range(1, 7))
     config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
-    results = []
-    for fold in FOLDS:
-        fold_config = replace(config, fold=fold)
-        out = tmp_path / "folds" / fold
-        save_training_outputs(train_classifier(rows, tmp_path, fold_config, progress=False), fold_config,
-                              out / "classifier.safetensors", out / "metrics.json", out)
-        results.append(read_fold(out, fold))
-    report = write_crossval_report(results, tmp_path / "crossval")
+    results = cross_validate(rows, tmp_path, config, processes=1)
+    report = write_crossval_report(results, config.resolved_protocol, tmp_path / "crossval")
     assert report["test_clips"] == len(rows)  # every clip tested once, by the fold of its actor
     assert json.loads((tmp_path / "crossval" / "metrics.json").read_text()) == report
     with open(tmp_path / "crossval" / "test_predictions.csv", newline="") as handle:
@@ -125,6 +117,12 @@ def test_every_fold_trained_saved_read_back_and_aggregated(tmp_path):
     assert sorted(p["clip_id"] for p in predictions) == sorted(row.clip_id for row in rows)
     assert {(p["fold"], p["actor"]) for p in predictions} == {(f, str(a)) for f, actors in FOLDS.items() for a in actors}
     assert report["unweighted_accuracy"]["mean"] > 0.8
+    with open(tmp_path / "crossval" / "runs.csv", newline="") as handle:
+        runs = list(csv.DictReader(handle))
+    assert [(run["fold"], run["test_actors"]) for run in runs] == [("1", "1 2"), ("2", "3 4"), ("3", "5 6")]
+    # A run of the pool is the run the train stage would make of that fold.
+    alone = train_classifier(rows, tmp_path, replace(config, fold="2"), progress=False)
+    assert results[1].metrics == alone.metrics and results[1].history == alone.history
 
 
 @pytest.mark.slow
@@ -167,15 +165,18 @@ def test_a_bad_summary_read_in_a_pool_process_is_reported_with_its_path(tmp_path
 # ----------------------------------------------------------------------------- the stages on bad input
 
 
-def test_the_crossval_stage_names_a_fold_that_did_not_run(tmp_path):
-    result = _stage(tmp_path, "crossval.py", "folds", "out", params={"train": {"folds": {"1": [1], "2": [2]}}})
-    _assert_one_line_error(result, "folds/1/metrics.json", "fold '1' has no results (did its stage train-fold@1 run?)")
+def test_the_crossval_stage_names_a_protocol_whose_actors_are_missing(tmp_path):
+    from ravdess_ser.manifest import write_manifest
+
+    write_manifest(_embedded_corpus(tmp_path, range(1, 7)), tmp_path / "manifest.csv")
+    result = _stage(tmp_path, "crossval.py", "manifest.csv", "out", params={"train": {"protocol": "emobox"}})
+    _assert_one_line_error(result, "fold '1' tests on actor(s) [11, 20, 21], which have no usable clips")
     assert not (tmp_path / "out").exists()
 
 
 def test_numeric_fold_names_are_refused_before_dvc_silently_drops_their_stages(tmp_path):
     result = _stage(tmp_path, "train.py", "manifest.csv", "m.safetensors", "metrics.json", "plots",
-                    params={"train": {"folds": {1: [1], 2: [2]}, "fold": 1}})
+                    params={"train": {"protocol": "custom", "folds": {1: [1], 2: [2]}, "fold": 1}})
     _assert_one_line_error(result, "fold name 1 must be a string; quote it ('1': [...])")
 
 
@@ -184,4 +185,4 @@ def test_the_new_stages_explain_themselves(tmp_path, script):
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
     result = subprocess.run([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", "--help"],
                             cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
-    assert result.returncode == 0 and "--folds" in result.stdout and "params.yaml" in result.stdout
+    assert result.returncode == 0 and "--protocol" in result.stdout and "params.yaml" in result.stdout

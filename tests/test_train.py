@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from ravdess_ser.crossval import DEFAULT_FOLDS, fold_actors
+from ravdess_ser.classifier import LayerSummaryClassifier, PooledMLPClassifier, load_classifier, save_classifier
 from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.manifest import OK, ManifestRow
 from ravdess_ser.metrics import classification_metrics
-from ravdess_ser.ravdess import ALL_ACTORS, EMOTIONS, speech_clip_names
+from ravdess_ser.protocols import Fold
+from ravdess_ser.ravdess import EMOTION_NAMES, EMOTIONS, speech_clip_names
 from ravdess_ser.train_config import TrainConfig
-from ravdess_ser.train import (LayerSummaryClassifier, PooledMLPClassifier, load_classifier,
-                               pad_batch, save_classifier, split_by_actor, train_classifier)
+from ravdess_ser.train import pad_batch, split_rows, train_classifier
 
 SUMMARY_LAYERS = 4
 INFORMATIVE_LAYER = 2
@@ -41,13 +41,13 @@ def _embedded_corpus(root: Path, actors, dim=16, separation=1.5, seed=0) -> list
             layer_summary_path(path).parent.mkdir(exist_ok=True)
             np.save(layer_summary_path(path), summary.astype(np.float32))
             rows.append(ManifestRow(clip_id=clip.stem, actor=actor, gender=clip.gender, emotion=clip.emotion,
-                                    emotion_name=clip.emotion_name, embedding_path=path.relative_to(root).as_posix(),
+                                    emotion_name=clip.emotion_name, vocal_channel=clip.vocal_channel, embedding_path=path.relative_to(root).as_posix(),
                                     num_frames=int(frames), status=OK))
     return rows
 
 
 # Fold "a" tests on actor 6, validates on the next fold's actor 5 and trains on actors 1-4.
-FAST = dict(folds={"a": (6,), "b": (5,), "c": (1, 2, 3, 4)}, fold="a", max_epochs=30, patience=5, hidden_size=32,
+FAST = dict(protocol="custom", folds={"a": (6,), "b": (5,), "c": (1, 2, 3, 4)}, fold="a", max_epochs=30, patience=5, hidden_size=32,
             device="cpu")
 
 
@@ -57,7 +57,9 @@ def test_classifier_learns_speaker_independently_and_reports_every_metric(tmp_pa
     test = result.metrics["test"]
     assert test["accuracy"] > 0.8 and test["unweighted_accuracy"] > 0.8 and test["macro_f1"] > 0.8
     assert set(test["recall"]) == set(EMOTIONS.values())
-    assert result.metrics["splits"] == {"fold": "a", "train_actors": [1, 2, 3, 4], "val_actors": [5], "test_actors": [6]}
+    assert result.metrics["splits"] == {"fold": "a", "seed": 0, "validation": "speakers", "train_actors": [1, 2, 3, 4],
+                                        "val_actors": [5], "test_actors": [6]}
+    assert result.metrics["protocol"]["name"] == "custom" and result.metrics["protocol"]["transductive"] is False
     assert len(result.test_predictions) == 60 and {p["actor"] for p in result.test_predictions} == {6}
     assert [h["epoch"] for h in result.history] == list(range(1, len(result.history) + 1))
 
@@ -71,8 +73,8 @@ def test_training_is_deterministic(tmp_path):
         assert first.metrics == second.metrics and first.history == second.history
         for key, value in first.model.state_dict().items():
             assert torch.equal(value, second.model.state_dict()[key])
-        save_classifier(tmp_path / "first.safetensors", first.model, config, first.input_shape)
-        save_classifier(tmp_path / "second.safetensors", second.model, config, second.input_shape)
+        save_classifier(tmp_path / "first.safetensors", first.model, config, first.input_shape, first.classes)
+        save_classifier(tmp_path / "second.safetensors", second.model, config, second.input_shape, second.classes)
         assert (tmp_path / "first.safetensors").read_bytes() == (tmp_path / "second.safetensors").read_bytes()
         other_seed = train_classifier(rows, tmp_path, replace(config, seed=1), progress=False)
         assert other_seed.history != first.history
@@ -88,56 +90,14 @@ def test_padding_never_changes_a_clip_prediction(pooling):
     torch.testing.assert_close(alone[0], batched[0])
 
 
-# ----------------------------------------------------------------------------- folds
-
-
-def _manifest_rows(actors) -> list[ManifestRow]:
-    return [ManifestRow(clip_id=clip.stem, actor=actor, emotion=clip.emotion, status=OK)
-            for actor in actors for clip in speech_clip_names(actor)]
-
-
-def test_every_fold_keeps_its_splits_apart_and_every_actor_is_tested_exactly_once():
-    rows = _manifest_rows(ALL_ACTORS)
-    tested = []
-    for fold in DEFAULT_FOLDS:
-        val_actors, test_actors = fold_actors(DEFAULT_FOLDS, fold)
-        splits = split_by_actor(rows, val_actors, test_actors)
-        actors = {name: {row.actor for row in getattr(splits, name)} for name in ("train", "val", "test")}
-        assert not (actors["train"] & actors["val"] or actors["train"] & actors["test"] or actors["val"] & actors["test"])
-        assert actors["train"] | actors["val"] | actors["test"] == set(ALL_ACTORS)
-        assert actors["test"] == set(DEFAULT_FOLDS[fold])
-        names = list(DEFAULT_FOLDS)
-        assert actors["val"] == set(DEFAULT_FOLDS[names[(names.index(fold) + 1) % len(names)]])
-        tested += sorted(actors["test"])
-    assert sorted(tested) == list(ALL_ACTORS)
-
-
-def test_default_folds_are_gender_balanced():
-    for actors in DEFAULT_FOLDS.values():
-        assert sum(actor % 2 for actor in actors) == len(actors) / 2  # odd actors are male
-
-
-def test_the_last_fold_validates_on_the_first():
-    assert fold_actors(DEFAULT_FOLDS, "4") == (DEFAULT_FOLDS["1"], DEFAULT_FOLDS["4"])
-
-
-@pytest.mark.parametrize("folds, fold, message", [
-    ({"1": [1, 2], "2": [2, 3]}, "1", "actor 2 is listed in fold '1' and in fold '2'"),
-    ({"1": [1, 1], "2": [2]}, "1", "actor 1 is listed twice in fold '1'"),
-    ({1: [1], 2: [2]}, "1", r"fold name 1 must be a string; quote it \('1': \[...\]\)"),
-    ({"1": [1, 2]}, "1", "at least two fold names"),
-    ({"1": [1], "2": []}, "1", r"train.folds\['2'\] must be a non-empty list"),
-    ({"1": [1], "2": ["x"]}, "1", r"train.folds\['2'\] lists 'x', which is not an actor number"),
-    ({"1": [1], "2": [2]}, "3", r"train.fold='3' is not a fold of train.folds \(1, 2\)"),
-])
-def test_bad_fold_assignments_are_rejected(folds, fold, message):
-    with pytest.raises(PipelineError, match=message):  # the fold is checked where a run picks its actors
-        fold_actors(TrainConfig(folds=folds, fold=fold).folds, fold)
+# ----------------------------------------------------------------------------- splits (protocols: test_protocols.py)
 
 
 def test_params_from_yaml_and_the_command_line_mean_the_same_config():
-    from_yaml = TrainConfig(folds={"1": [1, 2], "2": [3, 4]}, fold=2, layer=3, features="layer_summary")
-    from_cli = TrainConfig(folds={"1": (1, 2), "2": (3, 4)}, fold="2", layer="3", features="layer_summary")
+    from_yaml = TrainConfig(protocol="custom", folds={"1": [1, 2], "2": [3, 4]}, fold=2, layer=3,
+                            features="layer_summary", seeds=3, classes=7)
+    from_cli = TrainConfig(protocol="custom", folds={"1": (1, 2), "2": (3, 4)}, fold="2", layer="3",
+                           features="layer_summary", seeds="3", classes="7")
     assert from_yaml == from_cli and from_yaml.summary_layer == 3
 
 
@@ -161,23 +121,28 @@ def test_the_library_converts_and_checks_params_as_the_stages_do():
         replace(TrainConfig(), patience=0)
 
 
+def _custom(folds, **settings):
+    return TrainConfig(protocol="custom", folds=folds, **settings).resolved_protocol
+
+
 def test_an_actor_in_two_splits_is_rejected():
-    with pytest.raises(PipelineError, match=r"actor\(s\) \[5\] are listed in both the validation and the test split"):
-        split_by_actor([], val_actors=(5,), test_actors=(5, 6))
+    protocol = _custom({"1": (5,), "2": (6,)})
+    with pytest.raises(PipelineError, match=r"actor\(s\) \[5\] would both validate and test"):
+        split_rows([], protocol, Fold("x", (5, 6), (5,)), seed=0)
 
 
 def test_a_split_without_clips_is_rejected(tmp_path):
     rows = _embedded_corpus(tmp_path, range(1, 4))
-    with pytest.raises(PipelineError, match=r"names actor\(s\) \[9\] that have no usable clips"):
-        split_by_actor(rows, val_actors=(2,), test_actors=(9,))
-    with pytest.raises(PipelineError, match="training split has no clips"):
-        split_by_actor(rows, val_actors=(1, 2), test_actors=(3,))
+    with pytest.raises(PipelineError, match=r"tests on actor\(s\) \[9\], which have no usable clips"):
+        split_rows(rows, _custom({"a": (9,), "b": (2,)}), Fold("a", (9,), (2,)), seed=0)
+    with pytest.raises(PipelineError, match="the train split has no clips"):
+        split_rows(rows, _custom({"a": (3,), "b": (1, 2)}), Fold("a", (3,), (1, 2)), seed=0)
 
 
 def test_an_emotion_missing_from_training_is_rejected(tmp_path):
     rows = [row for row in _embedded_corpus(tmp_path, range(1, 4)) if not (row.actor == 1 and row.emotion == 8)]
     with pytest.raises(PipelineError, match="emotion\\(s\\) surprised have no clips in the training split"):
-        split_by_actor(rows, val_actors=(2,), test_actors=(3,))
+        split_rows(rows, _custom({"a": (3,), "b": (2,), "c": (1,)}), Fold("a", (3,), (2,)), seed=0)
 
 
 def test_embeddings_of_mismatched_dimension_are_rejected_naming_the_file(tmp_path):
@@ -252,11 +217,11 @@ def test_saved_classifier_is_byte_deterministic_and_loads_back(tmp_path, variant
     config = TrainConfig(**FAST | variant | {"max_epochs": 3})
     result = train_classifier(rows, tmp_path, config, progress=False)
     first, second = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    save_classifier(first, result.model, config, result.input_shape)
-    save_classifier(second, result.model, config, result.input_shape)
+    save_classifier(first, result.model, config, result.input_shape, result.classes)
+    save_classifier(second, result.model, config, result.input_shape, result.classes)
     assert first.read_bytes() == second.read_bytes()
-    model, loaded_config = load_classifier(first)
-    assert loaded_config == config
+    model, loaded_config, classes = load_classifier(first)
+    assert loaded_config == config and classes == EMOTION_NAMES
     if config.features == "sequence":
         inputs = (torch.randn(2, 30, 16), torch.ones(2, 30, dtype=torch.bool))
     else:
@@ -272,8 +237,19 @@ def test_metrics_agree_with_sklearn():
     predictions = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 8, size=300))
     predictions[predictions == 3] = 4  # class 3 (sad) is never predicted
     present = sorted(set(labels.tolist()))
-    ours = classification_metrics(labels, predictions)
+    ours = classification_metrics(labels, predictions, EMOTION_NAMES)
     assert ours["accuracy"] == round(accuracy_score(labels, predictions), 4)
     assert ours["unweighted_accuracy"] == round(recall_score(labels, predictions, labels=present, average="macro"), 4)
     assert ours["macro_f1"] == round(f1_score(labels, predictions, labels=present, average="macro", zero_division=0), 4)
     assert ours["recall"]["sad"] == 0.0 and "surprised" not in ours["recall"]
+
+
+def test_speaker_normalisation_trains_and_is_marked_transductive(tmp_path):
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    for variant in ({}, {"features": "layer_summary", "layer": str(INFORMATIVE_LAYER)}):
+        config = TrainConfig(**FAST | variant | {"normalisation": "speaker"})
+        result = train_classifier(rows, tmp_path, config, progress=False)
+        assert result.metrics["protocol"]["transductive"] is True
+        assert result.metrics["test"]["unweighted_accuracy"] > 0.8
+        assert result.metrics != train_classifier(rows, tmp_path, replace(config, normalisation="global"),
+                                                  progress=False).metrics
