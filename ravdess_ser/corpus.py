@@ -59,7 +59,7 @@ class DataConfig:
                                "the song zip: download target for source=ravdess, input for source=zip (subsets with song)")
     synthetic_seed: int = param(0, "seed of the synthetic corpus")
     synthetic_clip_seconds: float = param(1.5, "mean speech clip length of the synthetic corpus (RAVDESS: about "
-                                          "3.7 s); its song clips are about a quarter longer (held notes)")
+                                          "3.7 s); its song clips are about a sixth longer (held notes)")
 
     def __post_init__(self):
         convert_params(self, "data")

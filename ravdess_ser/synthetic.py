@@ -41,7 +41,7 @@ Speech model
   syllable-level loudness envelopes.
 * Song: each statement is sung to a fixed seven-note melody (minor mode for
   sad and fearful, major for the rest) with held notes, short glides and
-  vibrato; consonants are shorter, the clip about a fifth longer and louder.
+  vibrato; consonants are shorter, the clip about a sixth longer (held notes) and louder.
 
 Emotions move the voice away from neutral in F0 level and range, contour
 shape (rising for surprised, falling for sad), tempo, loudness, spectral

@@ -375,7 +375,7 @@ def render_clip(clip: ClipName, seed: int, clip_seconds: float, sr: int) -> np.n
     """Render one (checked) clip: float32 mono samples in [-1, 1] at ``sr``.
 
     Speech and song share the voice, the emotion style and the phonetics; a song clip is sung to its statement's
-    melody (held notes, vibrato), about a fifth longer, and its random stream has a tag of its own, so adding song
+    melody (held notes, vibrato), about a sixth longer, and its random stream has a tag of its own, so adding song
     changes no speech clip.
     """
     _keep_large_arrays_in_heap()
