@@ -1,4 +1,4 @@
-"""Download the RAVDESS speech archive and extract the requested actors.
+"""Download the RAVDESS audio archives (speech, and song if asked for) and extract the requested actors.
 
 Three steps, each usable on its own:
 
@@ -6,14 +6,15 @@ Three steps, each usable on its own:
   resumes with an HTTP ``Range`` request after a dropped connection (or from a
   ``.part`` left by an earlier run), checks the MD5 and only then renames the
   file to ``dest``. A file that fails the check is deleted.
-* :func:`extract_ravdess_zip` refuses archives whose sizes no RAVDESS archive
-  has (a zip bomb), checks the archive (CRC of every member), finds
+* :func:`extract_ravdess_zips` refuses archives whose sizes no RAVDESS archive
+  has (a zip bomb), checks each archive (CRC of every member), finds
   the ``Actor_XX`` folders wherever they sit, skips macOS junk (``__MACOSX/``,
   ``.DS_Store``, ``._*``) and writes ``raw_dir/Actor_XX/<file>`` for the
-  requested actors only, atomically: an interrupted extraction leaves no
+  requested actors only, from every archive into the same folders (speech and
+  song clips side by side), atomically: an interrupted extraction leaves no
   partial ``raw_dir``.
-* :func:`prepare_ravdess_from_zip` does the same for a zip the user already
-  has, after checking its MD5.
+* :func:`prepare_ravdess_from_zips` does the same for zips the user already
+  has, after checking their MD5s.
 
 Every problem the user can fix is raised as :class:`PipelineError` with a
 one-line message naming the file or URL and saying what to do.
@@ -31,7 +32,8 @@ import sys
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import requests
@@ -40,19 +42,20 @@ from tqdm import tqdm
 
 from ravdess_ser.atomic import atomic_dir
 from ravdess_ser.errors import PipelineError
-from ravdess_ser.corpus import DataConfig, actor_numbers
-from ravdess_ser.ravdess import SPEECH_ZIP_NAME, actor_dirname, actor_from_dirname
+from ravdess_ser.corpus import Archive, DataConfig, actor_numbers, archive_key
+from ravdess_ser.ravdess import ACTORS_WITHOUT_SONG, actor_dirname, actor_from_dirname
 
 PART_SUFFIX = ".part"
 RETRY_BACKOFF_SECONDS = 0.5  # doubled after every failed attempt, capped below
 MAX_BACKOFF_SECONDS = 10.0
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-OFFLINE_ALTERNATIVES = (
-    "use a local copy of the zip (dvc exp run -S data.source=zip "
-    f"-S data.zip_path=/path/to/{SPEECH_ZIP_NAME}, or the same in params.yaml) "
-    "or the offline default (data.source=synthetic)"
-)
+
+
+def _offline_alternatives(dest: Path, zip_key: str) -> str:
+    return (f"use a local copy of the zip (dvc exp run -S data.source=zip -S {zip_key}=/path/to/{dest.name}, "
+            "or the same in params.yaml) or the offline default (data.source=synthetic)")
+
 
 # Network failures while connecting or reading; disk errors are deliberately not here.
 _NETWORK_ERRORS = (
@@ -188,6 +191,7 @@ def _attempt(
     progress: bool,
     timeout: float,
     chunk_size: int,
+    zip_key: str,
 ) -> None:
     """One request; returns when ``part`` holds the whole file (as far as the server says)."""
     offset = part.size
@@ -213,7 +217,7 @@ def _attempt(
         if status not in (200, 206):
             raise PipelineError(
                 f"cannot download {url}: the server answered HTTP {status} {response.reason}; "
-                f"check the URL, or {OFFLINE_ALTERNATIVES}",
+                f"check the URL, or {_offline_alternatives(dest, zip_key)}",
                 dest,
             )
 
@@ -262,12 +266,15 @@ def download_file(
     timeout: float = 30.0,
     max_retries: int = 5,
     chunk_size: int = 1 << 20,
+    md5_key: str = "data.md5",
+    zip_key: str = "data.zip_path",
 ) -> Path:
     """Download ``url`` to ``dest`` and check its MD5; resume after dropped connections.
 
     Returns at once if ``dest`` already has the right MD5. Otherwise the bytes go
     to ``dest.part`` (resumed with ``Range: bytes=N-`` if it exists) and are
-    renamed to ``dest`` only after the MD5 matches.
+    renamed to ``dest`` only after the MD5 matches. ``md5_key`` and ``zip_key``
+    are the params the error messages tell the user to change.
     """
     dest = Path(dest)
     expected_md5 = md5.strip().lower()
@@ -284,16 +291,18 @@ def download_file(
     failures = 0
     restarted_after_mismatch = False
     answered = False  # has the server answered anything during this call?
+    alternatives = _offline_alternatives(dest, zip_key)
     with requests.Session() as session:
         while True:
             try:
                 _attempt(
-                    session, url, dest, part, progress=progress, timeout=timeout, chunk_size=chunk_size
+                    session, url, dest, part, progress=progress, timeout=timeout, chunk_size=chunk_size,
+                    zip_key=zip_key,
                 )
             except _Transient as exc:
                 if exc.before_response and not answered:
                     raise PipelineError(
-                        f"cannot reach {url} ({exc.reason}); check the network connection, or {OFFLINE_ALTERNATIVES}",
+                        f"cannot reach {url} ({exc.reason}); check the network connection, or {alternatives}",
                         dest,
                     ) from exc
                 answered = True
@@ -306,7 +315,7 @@ def download_file(
                     )
                     raise PipelineError(
                         f"download of {url} failed after {max_retries} retries ({exc.reason}); {kept}; "
-                        f"or {OFFLINE_ALTERNATIVES}",
+                        f"or {alternatives}",
                         dest,
                     ) from exc
                 delay = min(RETRY_BACKOFF_SECONDS * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
@@ -341,7 +350,7 @@ def download_file(
             raise PipelineError(
                 f"MD5 mismatch for the file downloaded from {url}: expected {expected_md5}, got {actual_md5}; "
                 "the bad file was deleted. Run again to retry; if the archive changed on purpose, "
-                f"set data.md5 to {actual_md5}",
+                f"set {md5_key} to {actual_md5}",
                 dest,
             )
 
@@ -351,8 +360,8 @@ def download_file(
 _JUNK_FILE_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
 
 # What a RAVDESS archive can hold, with a wide margin, so that a zip bomb is refused before anything is inflated or
-# written. The speech corpus is 1440 WAVs of a few seconds (under 1 MiB each, about 0.6 GiB in all); audio hardly
-# compresses, so a member that inflates a hundredfold is no recording.
+# written. The speech corpus is 1440 WAVs of a few seconds (under 1 MiB each, about 0.6 GiB in all), the song
+# corpus 1012 a little longer; audio hardly compresses, so a member that inflates a hundredfold is no recording.
 MAX_MEMBER_BYTES = 64 << 20  # 11 minutes of 48 kHz 16-bit mono
 MAX_TOTAL_BYTES = 4 << 30
 MAX_COMPRESSION_RATIO = 100  # checked for members above RATIO_CHECK_BYTES: a short silent clip may compress more
@@ -405,10 +414,10 @@ class _BoundedReader:
         return chunk
 
 
-def _require_file(path: Path, what: str) -> None:
+def _require_file(path: Path, what: str, zip_key: str) -> None:
     if not path.exists():
         raise PipelineError(
-            f"{what} not found; check data.zip_path, or use data.source=ravdess to download it "
+            f"{what} not found; check {zip_key}, or use data.source=ravdess to download it "
             "or data.source=synthetic to run offline",
             path,
         )
@@ -500,67 +509,85 @@ def _plan(zip_path: Path, archive: zipfile.ZipFile) -> dict[int, list[tuple[zipf
     return plan
 
 
-def extract_ravdess_zip(zip_path: Path, raw_dir: Path, actors: Sequence[int]) -> list[Path]:
-    """Extract the requested actors of a RAVDESS zip to ``raw_dir/Actor_XX/<file>``.
-
-    The archive is CRC-checked first. ``raw_dir`` is built in a temporary folder
-    next to it and replaces any existing ``raw_dir`` only when complete.
-    Returns the extracted files, sorted.
-    """
-    zip_path, raw_dir = Path(zip_path), Path(raw_dir)
-    _require_file(zip_path, "zip archive")
-    wanted = sorted(set(int(a) for a in actors))
+def _open_checked(zip_path: Path, stack: ExitStack) -> zipfile.ZipFile:
+    """The archive, open (closed with ``stack``), after its sizes and every member's CRC passed."""
     try:
-        archive = zipfile.ZipFile(zip_path)
+        archive = stack.enter_context(zipfile.ZipFile(zip_path))
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise PipelineError(
             f"truncated or corrupt zip archive ({_describe(exc)}); delete it and download again", zip_path
         ) from exc
-    with archive:
-        _check_sizes(zip_path, archive)
-        _check_archive(zip_path, archive)
-        plan = _plan(zip_path, archive)
-        missing = [a for a in wanted if a not in plan]
-        if missing:
-            raise PipelineError(
-                f"requested actors missing from the zip archive: {', '.join(actor_dirname(a) for a in missing)} "
-                f"(it has {', '.join(actor_dirname(a) for a in sorted(plan))}); "
-                "use the complete RAVDESS speech archive or request fewer actors",
-                zip_path,
-            )
-        written: list[Path] = []
+    _check_sizes(zip_path, archive)
+    _check_archive(zip_path, archive)
+    return archive
+
+
+def extract_ravdess_zips(archives: Mapping[str, Path], raw_dir: Path, actors: Sequence[int]) -> list[Path]:
+    """Extract the requested actors of RAVDESS zips (subset -> zip path) to ``raw_dir/Actor_XX/<file>``.
+
+    Every archive is checked first (sizes, CRCs, layout, the requested actors present; the song zip has no actor
+    18). The clips of all archives go into the same ``Actor_XX`` folders. ``raw_dir`` is built in a temporary
+    folder next to it and replaces any existing ``raw_dir`` only when complete. Returns the extracted files, sorted.
+    """
+    raw_dir = Path(raw_dir)
+    wanted = sorted(set(int(a) for a in actors))
+    with ExitStack() as stack:
+        plans = []
+        for subset, zip_path in archives.items():
+            zip_path = Path(zip_path)
+            _require_file(zip_path, "zip archive", archive_key(subset, "zip_path"))
+            archive = _open_checked(zip_path, stack)
+            plan = _plan(zip_path, archive)
+            absent = ACTORS_WITHOUT_SONG if subset == "song" else frozenset()
+            missing = [a for a in wanted if a not in plan and a not in absent]
+            if missing:
+                raise PipelineError(
+                    f"requested actors missing from the zip archive: {', '.join(actor_dirname(a) for a in missing)} "
+                    f"(it has {', '.join(actor_dirname(a) for a in sorted(plan))}); "
+                    f"use the complete RAVDESS {subset} archive or request fewer actors",
+                    zip_path,
+                )
+            plans.append((zip_path, archive, plan))
+        written: dict[Path, tuple[Path, str]] = {}  # extracted file -> (zip, member) it came from
         with atomic_dir(raw_dir) as tmp:
             for actor in wanted:
                 folder = actor_dirname(actor)
                 (tmp / folder).mkdir()
-                for info, name in plan[actor]:
-                    try:
-                        with archive.open(info) as src, open(tmp / folder / name, "wb") as dst:
-                            shutil.copyfileobj(_BoundedReader(src, zip_path, info), dst, 1 << 20)
-                    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                        raise PipelineError(
-                            f"truncated or corrupt zip archive ({_describe(exc)} in {info.filename!r}); "
-                            "delete it and download again",
-                            zip_path,
-                        ) from exc
-                    written.append(raw_dir / folder / name)
+                for zip_path, archive, plan in plans:
+                    for info, name in plan.get(actor, ()):
+                        target = raw_dir / folder / name
+                        if target in written:
+                            first_zip, first_member = written[target]
+                            raise PipelineError(f"member {info.filename!r} would overwrite {folder}/{name}, "
+                                                f"already extracted from {first_member!r} of {first_zip}", zip_path)
+                        written[target] = (zip_path, info.filename)
+                        try:
+                            with archive.open(info) as src, open(tmp / folder / name, "wb") as dst:
+                                shutil.copyfileobj(_BoundedReader(src, zip_path, info), dst, 1 << 20)
+                        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                            raise PipelineError(
+                                f"truncated or corrupt zip archive ({_describe(exc)} in {info.filename!r}); "
+                                "delete it and download again",
+                                zip_path,
+                            ) from exc
     return sorted(written)
 
 
-def prepare_ravdess_from_zip(zip_path: Path, raw_dir: Path, actors: Sequence[int], md5: str) -> list[Path]:
-    """Check a local RAVDESS zip against ``md5``, then extract ``actors`` into ``raw_dir``."""
-    zip_path = Path(zip_path)
-    _require_file(zip_path, "zip archive")
-    expected_md5 = md5.strip().lower()
-    actual_md5 = file_md5(zip_path)
-    if actual_md5 != expected_md5:
-        raise PipelineError(
-            f"MD5 is {actual_md5}, expected {expected_md5}: the archive is not the RAVDESS speech zip "
-            "or is damaged; download it again, or if this archive is intentionally different, "
-            f"set data.md5 to {actual_md5} (dvc exp run -S data.md5={actual_md5}, or in params.yaml)",
-            zip_path,
-        )
-    return extract_ravdess_zip(zip_path, raw_dir, actors)
+def prepare_ravdess_from_zips(archives: Sequence[Archive], raw_dir: Path, actors: Sequence[int]) -> list[Path]:
+    """Check local RAVDESS zips against their MD5s, then extract ``actors`` of all of them into ``raw_dir``."""
+    for archive in archives:
+        _require_file(archive.path, "zip archive", archive.key("zip_path"))
+        expected_md5 = archive.md5.strip().lower()
+        actual_md5 = file_md5(archive.path)
+        if actual_md5 != expected_md5:
+            key = archive.key("md5")
+            raise PipelineError(
+                f"MD5 is {actual_md5}, expected {expected_md5}: the archive is not the RAVDESS {archive.subset} zip "
+                "or is damaged; download it again, or if this archive is intentionally different, "
+                f"set {key} to {actual_md5} (dvc exp run -S {key}={actual_md5}, or in params.yaml)",
+                archive.path,
+            )
+    return extract_ravdess_zips({archive.subset: archive.path for archive in archives}, raw_dir, actors)
 
 
 def prepare_corpus(config: DataConfig, raw_dir: Path, progress: bool = True) -> None:
@@ -570,9 +597,12 @@ def prepare_corpus(config: DataConfig, raw_dir: Path, progress: bool = True) -> 
     actors = actor_numbers(config.actors)
     if config.source == "synthetic":
         with atomic_dir(raw_dir) as tmp:
-            generate_corpus(tmp, actors, config.synthetic_seed, config.synthetic_clip_seconds, progress=progress)
+            generate_corpus(tmp, actors, config.synthetic_seed, config.synthetic_clip_seconds, progress=progress,
+                            subsets=config.subsets)
     else:  # ravdess or zip: DataConfig allows nothing else
-        zip_path = Path(config.zip_path)
+        archives = config.archives()
         if config.source == "ravdess":
-            download_file(config.url, zip_path, config.md5, progress=progress)
-        prepare_ravdess_from_zip(zip_path, raw_dir, actors, config.md5)
+            for archive in archives:
+                download_file(archive.url, archive.path, archive.md5, progress=progress,
+                              md5_key=archive.key("md5"), zip_key=archive.key("zip_path"))
+        prepare_ravdess_from_zips(archives, raw_dir, actors)

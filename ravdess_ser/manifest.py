@@ -7,18 +7,24 @@ one place and nothing is ever silently mislabelled. Files skipped upstream
 (the ``skipped.tsv`` reports of resample and embed) appear the same way, and
 what resample did to a clip it kept, or found wrong with it (its ``notes.tsv``:
 scaled down, samples clipped, a truncated file), is in the ``audio_note`` column.
+Song clips (vocal channel 02) are labelled like speech clips and used when
+``data.subsets`` has song; otherwise they stay in the table, excluded.
+
+The CSV is written and read with pandas, with fixed column types: integers
+(empty when unknown), ``duration_s`` as a float, the rest as text.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 from ravdess_ser.atomic import atomic_path
@@ -53,7 +59,10 @@ class ManifestRow:
 
 
 COLUMNS = tuple(field.name for field in fields(ManifestRow))
-_INT_COLUMNS = {"actor", "emotion", "intensity", "statement", "repetition", "modality", "vocal_channel", "num_frames"}
+_INT_COLUMNS = ("actor", "emotion", "intensity", "statement", "repetition", "modality", "vocal_channel", "num_frames")
+# Nullable integers write an unknown value as an empty field, as the float NaN does; everything else is text.
+_DTYPES = {column: "Int64" if column in _INT_COLUMNS else "float64" if column == "duration_s" else "str"
+           for column in COLUMNS}
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -63,8 +72,8 @@ def _relative(path: Path, root: Path) -> str:
         return path.resolve().as_posix()
 
 
-def _label_row(audio: Path, folder_actor: int) -> ManifestRow:
-    """Labels from the file name, or an excluded row saying why there are none."""
+def _label_row(audio: Path, folder_actor: int, subsets: Sequence[str]) -> ManifestRow:
+    """Labels from the file name, or an excluded row saying why there are none or why they are not used."""
     row = ManifestRow(clip_id=audio.stem)
     try:
         clip = parse_clip_name(audio)
@@ -75,8 +84,10 @@ def _label_row(audio: Path, folder_actor: int) -> ManifestRow:
     row.emotion, row.emotion_name = clip.emotion, clip.emotion_name
     row.intensity, row.statement, row.repetition = clip.intensity, clip.statement, clip.repetition
     row.modality, row.vocal_channel = clip.modality, clip.vocal_channel
-    if not clip.is_speech:
-        row.status, row.reason = EXCLUDED, "song clip (vocal channel 02); this pipeline uses speech only"
+    if clip.subset not in subsets:
+        row.status = EXCLUDED
+        row.reason = (f"{clip.subset} clip (vocal channel {clip.vocal_channel:02d}); "
+                      f"data.subsets is [{', '.join(subsets)}]")
     elif clip.modality != 3:
         row.status, row.reason = EXCLUDED, f"modality {clip.modality:02d} is not audio-only (03)"
     elif clip.actor != folder_actor:
@@ -85,8 +96,9 @@ def _label_row(audio: Path, folder_actor: int) -> ManifestRow:
     return row
 
 
-def build_manifest(audio_root: Path, embedding_root: Path, actors: Sequence[int], root: Path) -> list[ManifestRow]:
-    """One row per clip of ``actors``; paths are written relative to ``root`` (the project)."""
+def build_manifest(audio_root: Path, embedding_root: Path, actors: Sequence[int], root: Path,
+                   subsets: Sequence[str] = ("speech",)) -> list[ManifestRow]:
+    """One row per clip of ``actors``; clips of ``subsets`` (speech, song) are used. Paths are relative to ``root``."""
     rows: list[ManifestRow] = []
     first_by_id: dict[str, ManifestRow] = {}
     first_by_content: dict[str, ManifestRow] = {}
@@ -100,7 +112,7 @@ def build_manifest(audio_root: Path, embedding_root: Path, actors: Sequence[int]
         embed_skips = dict(read_skip_report(embed_dir))
         audio_notes = read_notes_report(audio_dir)
         for audio in sorted(path for path in audio_dir.iterdir() if is_wav(path)):
-            row = _label_row(audio, actor)
+            row = _label_row(audio, actor, subsets)
             row.audio_path = _relative(audio, root)
             row.audio_note = audio_notes.get(audio.name, "")
             info = sf.info(audio)
@@ -125,50 +137,46 @@ def build_manifest(audio_root: Path, embedding_root: Path, actors: Sequence[int]
     return rows
 
 
-def validate_manifest(rows: Sequence[ManifestRow], manifest_path: Path) -> None:
+def _table(rows: Sequence[ManifestRow]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(row) for row in rows], columns=list(COLUMNS)).astype(_DTYPES)
+
+
+def validate_manifest(table: pd.DataFrame, manifest_path: Path) -> None:
     """Check the invariants training relies on before anything is written."""
-    usable = [row for row in rows if row.status == OK]
-    if not usable:
+    usable = table[table.status == OK]
+    if usable.empty:
         raise PipelineError("no usable clips: every clip was excluded (see the reasons logged above)", manifest_path)
-    ids = [row.clip_id for row in usable]
-    if len(ids) != len(set(ids)):
+    if usable.clip_id.duplicated().any():
         raise PipelineError("internal error: duplicate clip ids among usable rows", manifest_path)
-    for row in usable:
-        if not row.embedding_path or not row.num_frames:
-            raise PipelineError(f"clip {row.clip_id} has no embedding frames", manifest_path)
+    no_frames = usable[(usable.embedding_path == "") | ~(usable.num_frames.fillna(0) > 0)]
+    if not no_frames.empty:
+        raise PipelineError(f"clip {no_frames.clip_id.iloc[0]} has no embedding frames", manifest_path)
 
 
 def write_manifest(rows: Sequence[ManifestRow], path: Path) -> None:
-    validate_manifest(rows, path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: "" if value is None else value for key, value in asdict(row).items()})
+    table = _table(rows)
+    validate_manifest(table, path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\n")
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
     path = Path(path)
     if not path.is_file():
         raise PipelineError("manifest does not exist (run the label-manifest stage)", path)
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = set(COLUMNS) - set(reader.fieldnames or ())
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+        missing = set(COLUMNS) - set(header)
         if missing:
             raise PipelineError(f"manifest lacks columns: {', '.join(sorted(missing))}", path)
-        rows = []
-        for record in reader:
-            values: dict = {}
-            for key in COLUMNS:
-                raw = record[key]
-                if key in _INT_COLUMNS:
-                    values[key] = int(raw) if raw else None
-                elif key == "duration_s":
-                    values[key] = float(raw) if raw else None
-                else:
-                    values[key] = raw
-            rows.append(ManifestRow(**values))
-    return rows
+        # Only an empty field is unknown: a reason or a path that reads "NA" stays text.
+        table = pd.read_csv(path, usecols=list(COLUMNS), dtype=_DTYPES, keep_default_na=False,
+                            na_values={column: [""] for column, dtype in _DTYPES.items() if dtype != "str"})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise PipelineError(f"not a readable manifest ({' '.join(str(error).split())})", path) from None
+    return [ManifestRow(**{key: None if isinstance(value, float) and math.isnan(value) else value
+                           for key, value in record.items()})
+            for record in table[list(COLUMNS)].to_dict("records")]
 
 
 def summarize_exclusions(rows: Sequence[ManifestRow]) -> list[str]:

@@ -7,7 +7,7 @@ from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
 from ravdess_ser.corpus import DataConfig, actor_numbers
 from ravdess_ser.manifest import build_manifest, summarize_exclusions, write_manifest
 
-PARAMS = StageParams(DataConfig, "data", fields=("actors",))
+PARAMS = StageParams(DataConfig, "data", fields=("actors", "subsets"))
 
 
 def main() -> None:
@@ -17,7 +17,8 @@ def main() -> None:
          "embedding_root": "the embeddings folder (experiments/audio_embeddings)",
          "manifest": "the CSV to write (data/manifest.csv)"},
     )
-    rows = build_manifest(args.audio_root, args.embedding_root, actor_numbers(config.actors), Path.cwd())
+    rows = build_manifest(args.audio_root, args.embedding_root, actor_numbers(config.actors), Path.cwd(),
+                          config.subsets)
     write_manifest(rows, args.manifest)
     excluded = summarize_exclusions(rows)
     for line in excluded:

@@ -15,12 +15,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from ravdess_ser.audio import ResampleConfig, resample_actor, write_audio  # noqa: E402
-from ravdess_ser.ravdess import speech_clip_names  # noqa: E402
+from ravdess_ser.ravdess import song_clip_names, speech_clip_names  # noqa: E402
 from ravdess_ser.ravdess import SAMPLE_RATE  # noqa: E402
 from ravdess_ser.synthetic import synthesize_clip  # noqa: E402
 
 # Actor 13's clips were the ones that came out differently on an AVX2-only CPU before the portable maths.
-CLIPS = [clip for actor in (2, 13) for clip in speech_clip_names(actor)[::7]]
+CLIPS = [clip for actor in (2, 13) for clip in speech_clip_names(actor)[::7] + song_clip_names(actor)[::11]]
 CLIP_SECONDS = 1.5  # params.yaml's data.synthetic_clip_seconds
 
 

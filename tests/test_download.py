@@ -15,9 +15,16 @@ import soundfile as sf
 
 from http_server import FileServer, refused_port, silent_port
 from ravdess_ser import download
-from ravdess_ser.download import download_file, extract_ravdess_zip, file_md5, prepare_ravdess_from_zip
+from ravdess_ser.corpus import Archive, DataConfig
+from ravdess_ser.download import (
+    download_file,
+    extract_ravdess_zips,
+    file_md5,
+    prepare_corpus,
+    prepare_ravdess_from_zips,
+)
 from ravdess_ser.errors import PipelineError
-from ravdess_ser.ravdess import speech_clip_names
+from ravdess_ser.ravdess import song_clip_names, speech_clip_names
 
 CHUNK = 16 * 1024
 
@@ -237,11 +244,12 @@ def wav_bytes(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def ravdess_members(actors=(1, 2), clips=2, prefix="") -> dict[str, bytes]:
+def ravdess_members(actors=(1, 2), clips=2, prefix="", subset="speech") -> dict[str, bytes]:
+    names = speech_clip_names if subset == "speech" else song_clip_names
     members = {}
     for actor in actors:
-        for index, clip in enumerate(speech_clip_names(actor)[:clips]):
-            members[f"{prefix}Actor_{actor:02d}/{clip.filename}"] = wav_bytes(actor * 100 + index)
+        for index, clip in enumerate(names(actor)[:clips]):
+            members[f"{prefix}Actor_{actor:02d}/{clip.filename}"] = wav_bytes(actor * 100 + index + 50 * (subset == "song"))
     return members
 
 
@@ -265,7 +273,7 @@ def test_extract_plain_layout(tmp_path):
     zip_path = write_zip(tmp_path / "r.zip", members)
     raw = tmp_path / "raw"
 
-    files = extract_ravdess_zip(zip_path, raw, [1, 2])
+    files = extract_ravdess_zips({"speech": zip_path}, raw, [1, 2])
 
     assert tree(raw) == members
     assert files == sorted(raw / name for name in members)
@@ -278,7 +286,7 @@ def test_extract_only_requested_actors_with_extra_top_folder(tmp_path):
     zip_path = write_zip(tmp_path / "r.zip", members)
     raw = tmp_path / "raw"
 
-    extract_ravdess_zip(zip_path, raw, [3, 1])
+    extract_ravdess_zips({"speech": zip_path}, raw, [3, 1])
 
     expected = {k.split("/", 1)[1]: v for k, v in members.items() if "Actor_02" not in k}
     assert tree(raw) == expected
@@ -297,7 +305,7 @@ def test_extract_skips_macos_junk(tmp_path):
     zip_path = write_zip(tmp_path / "mac.zip", {**members, **junk})
     raw = tmp_path / "raw"
 
-    extract_ravdess_zip(zip_path, raw, [1, 2])
+    extract_ravdess_zips({"speech": zip_path}, raw, [1, 2])
 
     assert tree(raw) == members
 
@@ -308,7 +316,7 @@ def test_extract_replaces_existing_raw_dir(tmp_path):
     (raw / "Actor_09" / "old.wav").write_bytes(b"old")
     members = ravdess_members()
 
-    extract_ravdess_zip(write_zip(tmp_path / "r.zip", members), raw, [1, 2])
+    extract_ravdess_zips({"speech": write_zip(tmp_path / "r.zip", members)}, raw, [1, 2])
 
     assert tree(raw) == members
     assert leftovers(tmp_path) == []
@@ -320,7 +328,7 @@ def test_truncated_zip(tmp_path):
     zip_path.write_bytes(full[: len(full) // 2])
 
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, tmp_path / "raw", [1, 2])
+        extract_ravdess_zips({"speech": zip_path}, tmp_path / "raw", [1, 2])
 
     message = str(info.value)
     assert str(zip_path) in message and "truncated or corrupt" in message and "download again" in message
@@ -341,7 +349,7 @@ def test_crc_failure_leaves_existing_raw_dir_untouched(tmp_path, actors):
     (raw / "Actor_01" / "keep.wav").write_bytes(b"previous run")
 
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, raw, actors)
+        extract_ravdess_zips({"speech": zip_path}, raw, actors)
 
     assert "CRC" in str(info.value) and list(members)[-1] in str(info.value)
     assert tree(raw) == {"Actor_01/keep.wav": b"previous run"}
@@ -362,7 +370,7 @@ def test_interrupted_extraction_leaves_no_partial_raw_dir(tmp_path, monkeypatch)
 
     monkeypatch.setattr(shutil, "copyfileobj", copy_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        extract_ravdess_zip(zip_path, raw, [1, 2])
+        extract_ravdess_zips({"speech": zip_path}, raw, [1, 2])
 
     assert len(calls) == 2
     assert not raw.exists()
@@ -373,7 +381,7 @@ def test_layout_not_ravdess(tmp_path):
     zip_path = write_zip(tmp_path / "other.zip", {"clips/a.wav": wav_bytes(1), "README.txt": b"hi"})
 
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, tmp_path / "raw", [1])
+        extract_ravdess_zips({"speech": zip_path}, tmp_path / "raw", [1])
 
     message = str(info.value)
     assert str(zip_path) in message and "Actor_01" in message and "'clips/'" in message and "README.txt" in message
@@ -385,7 +393,7 @@ def test_actor_folders_under_different_parents(tmp_path):
     zip_path = write_zip(tmp_path / "mixed.zip", members)
 
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, tmp_path / "raw", [1, 2])
+        extract_ravdess_zips({"speech": zip_path}, tmp_path / "raw", [1, 2])
 
     assert "different parents" in str(info.value) and "a/" in str(info.value) and "b/" in str(info.value)
 
@@ -394,7 +402,7 @@ def test_requested_actor_missing(tmp_path):
     zip_path = write_zip(tmp_path / "r.zip", ravdess_members(actors=(1, 2)))
 
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, tmp_path / "raw", [1, 2, 7, 24])
+        extract_ravdess_zips({"speech": zip_path}, tmp_path / "raw", [1, 2, 7, 24])
 
     message = str(info.value)
     assert str(zip_path) in message and "Actor_07" in message and "Actor_24" in message
@@ -407,7 +415,7 @@ def test_unsafe_member_is_rejected(tmp_path, bad_name):
     raw = tmp_path / "deep" / "raw"
 
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, raw, [1, 2])
+        extract_ravdess_zips({"speech": zip_path}, raw, [1, 2])
 
     assert "unsafe" in str(info.value) and bad_name in str(info.value)
     assert not (tmp_path / "evil.wav").exists() and not (tmp_path / "deep").exists()
@@ -420,7 +428,7 @@ def test_prepare_from_zip(tmp_path):
     members = ravdess_members()
     zip_path = write_zip(tmp_path / "r.zip", members)
 
-    files = prepare_ravdess_from_zip(zip_path, tmp_path / "raw", [2], file_md5(zip_path))
+    files = prepare_ravdess_from_zips([Archive("speech", "", file_md5(zip_path), zip_path)], tmp_path / "raw", [2])
 
     assert [f.relative_to(tmp_path / "raw").as_posix() for f in files] == sorted(
         k for k in members if k.startswith("Actor_02/")
@@ -432,7 +440,7 @@ def test_prepare_from_zip_md5_mismatch(tmp_path):
     actual = md5_hex(zip_path.read_bytes())
 
     with pytest.raises(PipelineError) as info:
-        prepare_ravdess_from_zip(zip_path, tmp_path / "raw", [1], "f" * 32)
+        prepare_ravdess_from_zips([Archive("speech", "", "f" * 32, zip_path)], tmp_path / "raw", [1])
 
     message = str(info.value)
     assert str(zip_path) in message and "f" * 32 in message and actual in message and "data.md5" in message
@@ -441,7 +449,7 @@ def test_prepare_from_zip_md5_mismatch(tmp_path):
 
 def test_prepare_from_missing_zip(tmp_path):
     with pytest.raises(PipelineError) as info:
-        prepare_ravdess_from_zip(tmp_path / "nope.zip", tmp_path / "raw", [1], "0" * 32)
+        prepare_ravdess_from_zips([Archive("speech", "", "0" * 32, tmp_path / "nope.zip")], tmp_path / "raw", [1])
     assert str(tmp_path / "nope.zip") in str(info.value) and "not found" in str(info.value)
 
 
@@ -451,9 +459,188 @@ def test_download_then_extract(server, tmp_path):
     url = server.add("/files/Audio_Speech_Actors_01-24.zip", data, cut_after=len(data) // 3)
     zip_path = download_file(url, tmp_path / "dl" / "Audio_Speech_Actors_01-24.zip", md5_hex(data), progress=False)
 
-    files = prepare_ravdess_from_zip(zip_path, tmp_path / "raw", [1, 2], md5_hex(data))
+    files = prepare_ravdess_from_zips([Archive("speech", "", md5_hex(data), zip_path)], tmp_path / "raw", [1, 2])
 
     assert len(files) == 4 and all(os.path.getsize(f) > 9000 for f in files)
+
+
+# --------------------------------------------------------------------------- speech and song
+
+
+def song_config(tmp_path, **fields) -> DataConfig:
+    """Both subsets, actors 17 and 18 (who has no song), zips under tmp_path/dl."""
+    return DataConfig(**{"actors": ("17", "18"), "subsets": ("speech", "song"),
+                         "zip_path": str(tmp_path / "dl" / "Audio_Speech_Actors_01-24.zip"),
+                         "song_zip_path": str(tmp_path / "dl" / "Audio_Song_Actors_01-24.zip"), **fields})
+
+
+@pytest.fixture
+def both_zips(tmp_path):
+    """The zips' bytes and members, laid out as RAVDESS's: a top folder each, no Actor_18 in the song zip."""
+    speech = ravdess_members(actors=(17, 18), clips=3, prefix="Audio_Speech_Actors_01-24/")
+    song = ravdess_members(actors=(17,), clips=3, prefix="Audio_Song_Actors_01-24/", subset="song")
+    return {name: (write_zip(tmp_path / f"{name}-src.zip", members).read_bytes(), members)
+            for name, members in (("speech", speech), ("song", song))}
+
+
+def extracted(members: dict[str, bytes]) -> dict[str, bytes]:
+    return {name.split("/", 1)[1]: data for name, data in members.items()}
+
+
+def test_song_zip_is_downloaded_beside_speech_resumed_and_extracted_into_the_same_folders(server, both_zips,
+                                                                                          tmp_path, capfd):
+    (speech, speech_members), (song, song_members) = both_zips["speech"], both_zips["song"]
+    cut = len(song) // 3
+    config = song_config(tmp_path, source="ravdess",
+                         url=server.add("/files/Audio_Speech_Actors_01-24.zip", speech), md5=md5_hex(speech),
+                         song_url=server.add("/files/Audio_Song_Actors_01-24.zip", song, cut_after=cut),
+                         song_md5=md5_hex(song))
+    raw = tmp_path / "raw"
+
+    prepare_corpus(config, raw)
+
+    assert tree(raw) == {**extracted(speech_members), **extracted(song_members)}
+    assert sorted(p.name[:5] for p in (raw / "Actor_17").iterdir()) == ["03-01"] * 3 + ["03-02"] * 3
+    assert all(p.name.startswith("03-01-") for p in (raw / "Actor_18").iterdir())  # no song for actor 18
+    assert [(r.path, r.range) for r in server.requests] == [
+        ("/files/Audio_Speech_Actors_01-24.zip", None),
+        ("/files/Audio_Song_Actors_01-24.zip", None),
+        ("/files/Audio_Song_Actors_01-24.zip", f"bytes={cut}-"),
+    ]
+    err = capfd.readouterr().err
+    assert "Audio_Speech_Actors_01-24.zip" in err and "Audio_Song_Actors_01-24.zip" in err and "100%" in err
+    assert f"resuming at byte {cut}" in err
+    assert (tmp_path / "dl" / "Audio_Song_Actors_01-24.zip").read_bytes() == song
+
+    server.requests.clear()
+    prepare_corpus(config, raw)  # both zips are there with the right MD5s: nothing is downloaded again
+    assert server.requests == []
+
+
+def test_song_zip_checksum_failure_names_its_param_and_leaves_no_song_zip(server, both_zips, tmp_path):
+    (speech, _), (song, _) = both_zips["speech"], both_zips["song"]
+    song_url = server.add("/files/Audio_Song_Actors_01-24.zip", song)
+    config = song_config(tmp_path, source="ravdess", url=server.add("/files/speech.zip", speech),
+                         md5=md5_hex(speech), song_url=song_url, song_md5="0" * 32)
+
+    with pytest.raises(PipelineError) as info:
+        prepare_corpus(config, tmp_path / "raw", progress=False)
+
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'dl' / 'Audio_Song_Actors_01-24.zip'}: MD5 mismatch")
+    assert song_url in message and md5_hex(song) in message and f"set data.song_md5 to {md5_hex(song)}" in message
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["Audio_Speech_Actors_01-24.zip"]
+    assert not (tmp_path / "raw").exists()
+
+
+def test_unreachable_song_url_points_to_the_song_zip_param(tmp_path, both_zips, server):
+    speech, _ = both_zips["speech"]
+    blocker = refused_port()
+    try:
+        config = song_config(tmp_path, source="ravdess", url=server.add("/s.zip", speech), md5=md5_hex(speech),
+                             song_url=f"http://127.0.0.1:{blocker.getsockname()[1]}/song.zip")
+        with pytest.raises(PipelineError) as info:
+            prepare_corpus(config, tmp_path / "raw", progress=False)
+    finally:
+        blocker.close()
+    assert "cannot reach" in str(info.value)
+    assert "-S data.song_zip_path=/path/to/Audio_Song_Actors_01-24.zip" in str(info.value)
+
+
+def test_source_zip_takes_both_local_zips(tmp_path, both_zips):
+    (speech, speech_members), (song, song_members) = both_zips["speech"], both_zips["song"]
+    config = song_config(tmp_path, source="zip", md5=md5_hex(speech), song_md5=md5_hex(song))
+    (tmp_path / "dl").mkdir()
+    Path(config.zip_path).write_bytes(speech)
+    Path(config.song_zip_path).write_bytes(song)
+
+    prepare_corpus(config, tmp_path / "raw")
+
+    assert tree(tmp_path / "raw") == {**extracted(speech_members), **extracted(song_members)}
+
+
+def test_speech_only_reads_no_song_zip(tmp_path, both_zips):
+    speech, speech_members = both_zips["speech"]
+    config = song_config(tmp_path, source="zip", subsets=("speech",), md5=md5_hex(speech))
+    (tmp_path / "dl").mkdir()
+    Path(config.zip_path).write_bytes(speech)  # no song zip anywhere
+
+    prepare_corpus(config, tmp_path / "raw")
+
+    assert tree(tmp_path / "raw") == extracted(speech_members)
+
+
+def test_missing_local_song_zip_names_its_param(tmp_path, both_zips):
+    speech, _ = both_zips["speech"]
+    config = song_config(tmp_path, source="zip", md5=md5_hex(speech))
+    (tmp_path / "dl").mkdir()
+    Path(config.zip_path).write_bytes(speech)
+
+    with pytest.raises(PipelineError) as info:
+        prepare_corpus(config, tmp_path / "raw")
+
+    assert str(info.value) == (f"{config.song_zip_path}: zip archive not found; check data.song_zip_path, or use "
+                               "data.source=ravdess to download it or data.source=synthetic to run offline")
+
+
+def test_local_song_zip_md5_mismatch_names_its_param(tmp_path, both_zips):
+    (speech, _), (song, _) = both_zips["speech"], both_zips["song"]
+    config = song_config(tmp_path, source="zip", md5=md5_hex(speech))  # song_md5: the real song zip's
+    (tmp_path / "dl").mkdir()
+    Path(config.zip_path).write_bytes(speech)
+    Path(config.song_zip_path).write_bytes(song)
+
+    with pytest.raises(PipelineError) as info:
+        prepare_corpus(config, tmp_path / "raw")
+
+    assert "not the RAVDESS song zip" in str(info.value) and f"-S data.song_md5={md5_hex(song)}" in str(info.value)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_song_zip_may_lack_actor_18_only(tmp_path):
+    speech = write_zip(tmp_path / "speech.zip", ravdess_members(actors=(3, 18)))
+    song = write_zip(tmp_path / "song.zip", ravdess_members(actors=(18,), subset="speech"))  # no Actor_03
+
+    with pytest.raises(PipelineError) as info:
+        extract_ravdess_zips({"speech": speech, "song": song}, tmp_path / "raw", [3, 18])
+
+    assert str(info.value).startswith(f"{song}: requested actors missing from the zip archive: Actor_03 ")
+    assert "use the complete RAVDESS song archive" in str(info.value)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_a_file_in_both_zips_is_refused(tmp_path):
+    members = ravdess_members()
+    speech = write_zip(tmp_path / "speech.zip", members)
+    song = write_zip(tmp_path / "song.zip", members)
+
+    with pytest.raises(PipelineError) as info:
+        extract_ravdess_zips({"speech": speech, "song": song}, tmp_path / "raw", [1, 2])
+
+    first = next(iter(members))
+    assert str(info.value) == (f"{song}: member {first!r} would overwrite {first}, "
+                               f"already extracted from {first!r} of {speech}")
+    assert not (tmp_path / "raw").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("subsets, shown", [
+    ((), "[]"), (("speech", "speech"), "['speech', 'speech']"), (("sung",), "['sung']"), ("song", "'song'"),
+])
+def test_data_subsets_must_be_speech_and_song_at_most_once(subsets, shown):
+    with pytest.raises(PipelineError) as info:
+        DataConfig(subsets=subsets)
+    assert str(info.value) == (f"data.subsets={shown}: must be a list of speech and song, each at most once: "
+                               "[speech] or [speech, song]")
+
+
+def test_archives_follow_data_subsets():
+    assert [a.subset for a in DataConfig().archives()] == ["speech"]
+    song_first = DataConfig(subsets=["song", "speech"])
+    assert song_first.subsets == ("song", "speech")
+    assert [(a.subset, a.key("md5")) for a in song_first.archives()] == [("speech", "data.md5"),
+                                                                         ("song", "data.song_md5")]
+    with pytest.raises(PipelineError, match=r"^data.song_md5='abc': must be 32 hexadecimal digits"):
+        DataConfig(song_md5="abc")
 
 
 # --------------------------------------------------------------------------- zip bombs
@@ -479,7 +666,7 @@ def _declare_sizes(path: Path, sizes: dict[str, int]) -> None:
 def _assert_refused_before_writing(tmp_path, zip_path, *fragments):
     raw = tmp_path / "raw"
     with pytest.raises(PipelineError) as info:
-        extract_ravdess_zip(zip_path, raw, [1, 2])
+        extract_ravdess_zips({"speech": zip_path}, raw, [1, 2])
     message = str(info.value)
     assert message.startswith(f"{zip_path}: member ") and "\n" not in message
     for fragment in fragments:
@@ -531,5 +718,5 @@ def test_a_silent_clip_compresses_well_and_is_still_extracted(tmp_path):
     silent = io.BytesIO()
     sf.write(silent, np.zeros(48_000 * 4, dtype=np.float32), 48_000, format="WAV", subtype="PCM_16")
     members[list(members)[0]] = silent.getvalue()  # 4 s of digital silence: 375 KiB, deflated a thousandfold
-    extract_ravdess_zip(write_zip(tmp_path / "r.zip", members), tmp_path / "raw", [1, 2])
+    extract_ravdess_zips({"speech": write_zip(tmp_path / "r.zip", members)}, tmp_path / "raw", [1, 2])
     assert tree(tmp_path / "raw") == members

@@ -39,7 +39,7 @@ def test_manifest_labels_good_clips_and_excludes_the_rest_with_reasons(tmp_path)
         "16k/Actor_01/03-01-05-02-01-02-01.wav": "identical audio to 16k/Actor_01/03-01-05-02-01-01-01.wav",
         "16k/Actor_01/03-01-05-02-01-01.wav": reasons["16k/Actor_01/03-01-05-02-01-01.wav"],
         "16k/Actor_01/03-01-09-01-01-01-01.wav": reasons["16k/Actor_01/03-01-09-01-01-01-01.wav"],
-        "16k/Actor_01/03-02-03-01-01-01-01.wav": "song clip (vocal channel 02); this pipeline uses speech only",
+        "16k/Actor_01/03-02-03-01-01-01-01.wav": "song clip (vocal channel 02); data.subsets is [speech]",
         "16k/Actor_01/03-01-03-01-01-01-02.wav": "actor code 02 disagrees with its folder Actor_01",
         "16k/Actor_02/03-01-04-01-01-01-02.wav": "embed: clip has 10 samples",
         "broken": "resample: not a readable audio file (x)",
@@ -93,3 +93,62 @@ def test_what_resample_did_to_a_clip_it_kept_is_in_the_manifest(tmp_path):
     write_manifest(rows, tmp_path / "manifest.csv")
     assert "audio_note" in (tmp_path / "manifest.csv").read_text().splitlines()[0]
     assert read_manifest(tmp_path / "manifest.csv") == rows
+
+
+def test_song_clips_are_used_when_data_subsets_has_song(tmp_path):
+    _clip(tmp_path, "Actor_05", "03-01-03-01-01-01-05.wav", frequency=200)
+    _clip(tmp_path, "Actor_05", "03-02-03-01-01-01-05.wav", frequency=210)
+    _clip(tmp_path, "Actor_05", "03-02-07-01-01-01-05.wav", frequency=220)  # song has no disgust
+
+    rows = build_manifest(tmp_path / "16k", tmp_path / "emb", [5], tmp_path, subsets=("speech", "song"))
+
+    assert [(row.clip_id, row.vocal_channel, row.status) for row in rows] == [
+        ("03-01-03-01-01-01-05", 1, OK), ("03-02-03-01-01-01-05", 2, OK), ("03-02-07-01-01-01-05", None, EXCLUDED)]
+    assert "song (vocal channel 02) has no disgust" in rows[2].reason
+    write_manifest(rows, tmp_path / "manifest.csv")
+    assert read_manifest(tmp_path / "manifest.csv") == rows
+
+    song_only = build_manifest(tmp_path / "16k", tmp_path / "emb", [5], tmp_path, subsets=("song",))
+    assert [(row.status, row.reason) for row in song_only[:2]] == [
+        (EXCLUDED, "speech clip (vocal channel 01); data.subsets is [song]"), (OK, "")]
+
+
+def test_the_manifest_csv_keeps_its_columns_and_number_formats(tmp_path):
+    _clip(tmp_path, "Actor_01", "03-01-05-02-01-01-01.wav", seconds=0.51234567)
+    _clip(tmp_path, "Actor_01", "03-02-05-02-01-01-01.wav", frequency=300)
+    rows = build_manifest(tmp_path / "16k", tmp_path / "emb", [1], tmp_path)
+    rows[0].reason = 'a reason, with "quotes"'  # as a CSV writer must quote it
+    rows[0].audio_note = "NA"  # text, not a missing value
+    write_manifest(rows, tmp_path / "manifest.csv")
+
+    assert (tmp_path / "manifest.csv").read_text() == (
+        "clip_id,actor,gender,emotion,emotion_name,intensity,statement,repetition,modality,vocal_channel,audio_path,"
+        "embedding_path,duration_s,num_frames,status,reason,audio_note\n"
+        "03-01-05-02-01-01-01,1,male,5,angry,2,1,1,3,1,16k/Actor_01/03-01-05-02-01-01-01.wav,"
+        'emb/Actor_01/03-01-05-02-01-01-01.npy,0.5123,24,ok,"a reason, with ""quotes""",NA\n'
+        "03-02-05-02-01-01-01,1,male,5,angry,2,1,1,3,2,16k/Actor_01/03-02-05-02-01-01-01.wav,"
+        "emb/Actor_01/03-02-05-02-01-01-01.npy,0.5,24,excluded,song clip (vocal channel 02); data.subsets is [speech],\n"
+    )
+    assert read_manifest(tmp_path / "manifest.csv") == rows
+
+
+@pytest.mark.parametrize("content, message", [
+    ("clip_id,actor\n", "manifest lacks columns: audio_note, audio_path"),
+    ("", "not a readable manifest (No columns to parse from file)"),
+])
+def test_a_broken_manifest_is_one_line_naming_it(tmp_path, content, message):
+    (tmp_path / "manifest.csv").write_text(content)
+    with pytest.raises(PipelineError) as info:
+        read_manifest(tmp_path / "manifest.csv")
+    assert str(info.value).startswith(f"{tmp_path / 'manifest.csv'}: {message}") and "\n" not in str(info.value)
+
+
+def test_a_manifest_with_text_in_a_number_column_is_refused(tmp_path):
+    _clip(tmp_path, "Actor_01", "03-01-05-02-01-01-01.wav")
+    write_manifest(build_manifest(tmp_path / "16k", tmp_path / "emb", [1], tmp_path), tmp_path / "manifest.csv")
+    text = (tmp_path / "manifest.csv").read_text().replace(",0.5,24,", ",0.5,many,")
+    (tmp_path / "manifest.csv").write_text(text)
+    with pytest.raises(PipelineError) as info:
+        read_manifest(tmp_path / "manifest.csv")
+    assert str(info.value).startswith(f"{tmp_path / 'manifest.csv'}: not a readable manifest (")
+    assert "many" in str(info.value) and "\n" not in str(info.value)

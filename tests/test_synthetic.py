@@ -1,4 +1,4 @@
-"""Tests for the synthetic RAVDESS stand-in (ravdess_ser.synthetic)."""
+"""Tests for the synthetic RAVDESS stand-in (ravdess_ser.synthetic), speech and song."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from ravdess_ser.ravdess import (
     ClipName,
     actor_dirname,
     parse_clip_name,
+    song_clip_names,
     speech_clip_names,
 )
-from ravdess_ser.synthetic import generate_actor, generate_corpus, synthesize_clip
+from ravdess_ser.synthetic import generate_corpus, synthesize_clip
 
 SEED = 1234
 SHORT = 0.5  # seconds: enough for the format and determinism checks
@@ -52,8 +53,7 @@ def test_layout_and_names_follow_ravdess(small_corpus):
     assert sorted(paths) == sorted(raw.glob("Actor_*/*.wav"))
 
 
-def test_audio_format_levels_and_lengths(small_corpus):
-    _, paths = small_corpus
+def check_format_levels_and_lengths(paths, mean_seconds):
     lengths = []
     for path in paths:
         info = sf.info(path)
@@ -76,9 +76,13 @@ def test_audio_format_levels_and_lengths(small_corpus):
         assert np.sqrt(np.mean(lead**2, axis=1)).max() < 10 ** (-60 / 20), path.name
         lengths.append(info.frames / info.samplerate)
     lengths = np.array(lengths)
-    assert 0.9 * SHORT < lengths.mean() < 1.1 * SHORT
-    assert lengths.min() > 0.6 * SHORT and lengths.max() < 1.6 * SHORT
-    assert lengths.std() > 0.05 * SHORT  # tempo and repetition vary the length
+    assert 0.9 * mean_seconds < lengths.mean() < 1.1 * mean_seconds
+    assert lengths.min() > 0.6 * mean_seconds and lengths.max() < 1.6 * mean_seconds
+    assert lengths.std() > 0.05 * mean_seconds  # tempo and repetition vary the length
+
+
+def test_audio_format_levels_and_lengths(small_corpus):
+    check_format_levels_and_lengths(small_corpus[1], SHORT)
 
 
 def test_synthesize_clip_returns_float32_in_range():
@@ -96,6 +100,8 @@ def test_synthesize_clip_returns_float32_in_range():
 def test_progress_bar_counts_clips(tmp_path, capsys):
     generate_corpus(tmp_path, [24], seed=SEED, clip_seconds=0.3, progress=True)
     assert "60/60" in capsys.readouterr().err
+    generate_corpus(tmp_path, [18, 24], seed=SEED, clip_seconds=0.3, progress=True, subsets=["song"])
+    assert "44/44" in capsys.readouterr().err  # actor 18 has no song
 
 
 def test_interrupted_actor_leaves_only_complete_files(tmp_path, monkeypatch):
@@ -110,7 +116,7 @@ def test_interrupted_actor_leaves_only_complete_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synthetic, "synthesize_clip", flaky)
     with pytest.raises(KeyboardInterrupt):
-        generate_actor(tmp_path / "Actor_05", 5, SEED, 0.3)
+        generate_corpus(tmp_path, [5], SEED, 0.3, progress=False)
     left = sorted((tmp_path / "Actor_05").iterdir())
     assert [p.name for p in left] == [clip.filename for clip in speech_clip_names(5)[:4]]
     for path in left:
@@ -124,17 +130,13 @@ def test_interrupted_actor_leaves_only_complete_files(tmp_path, monkeypatch):
 
 def test_actor_alone_is_byte_identical_to_actor_in_corpus(small_corpus, tmp_path):
     raw, _ = small_corpus
-    alone = generate_actor(tmp_path / "Actor_03", 3, SEED, SHORT)
+    alone = generate_corpus(tmp_path, [3], SEED, SHORT, progress=False)
     assert [p.name for p in alone] == sorted(clip.filename for clip in speech_clip_names(3))
     for path in alone:
         assert path.read_bytes() == (raw / "Actor_03" / path.name).read_bytes(), path.name
 
 
-def test_generation_order_does_not_matter(small_corpus, tmp_path):
-    raw, _ = small_corpus
-    generate_corpus(tmp_path, [2], seed=SEED, clip_seconds=SHORT, progress=False)
-    for path in (tmp_path / "Actor_02").iterdir():
-        assert path.read_bytes() == (raw / "Actor_02" / path.name).read_bytes()
+def test_generation_order_does_not_matter(small_corpus):
     clips = speech_clip_names(1)
     forward = [synthesize_clip(c, SEED, SHORT) for c in clips[:6]]
     backward = [synthesize_clip(c, SEED, SHORT) for c in reversed(clips[:6])][::-1]
@@ -143,7 +145,7 @@ def test_generation_order_does_not_matter(small_corpus, tmp_path):
 
 def test_different_seed_or_length_gives_different_audio(small_corpus, tmp_path):
     raw, _ = small_corpus
-    other = generate_actor(tmp_path / "Actor_01", 1, SEED + 1, SHORT)
+    other = generate_corpus(tmp_path, [1], SEED + 1, SHORT, progress=False)
     differing = sum(p.read_bytes() != (raw / "Actor_01" / p.name).read_bytes() for p in other)
     assert differing == 60
     clip = speech_clip_names(2)[10]
@@ -161,6 +163,49 @@ def test_clips_of_one_actor_all_differ(small_corpus):
 
 
 # ---------------------------------------------------------------------------
+# Song
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def song_corpus(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("synthetic-song") / "raw"
+    paths = generate_corpus(raw, [2], seed=SEED, clip_seconds=SHORT, progress=False, subsets=["speech", "song"])
+    return raw, paths
+
+
+def test_song_clips_follow_ravdess(song_corpus, tmp_path):
+    raw, paths = song_corpus
+    assert len(paths) == 60 + 44
+    songs = [parse_clip_name(path) for path in sorted(raw.glob("Actor_*/03-02-*.wav"))]
+    assert [clip.filename for clip in songs] == [clip.filename for clip in song_clip_names(2)]
+    assert {(clip.modality, clip.vocal_channel, clip.actor, clip.subset) for clip in songs} == {(3, 2, 2, "song")}
+    per_emotion = {e: sum(clip.emotion == e for clip in songs) for e in EMOTIONS}
+    assert per_emotion == {1: 4, **{e: 8 for e in range(2, 7)}, 7: 0, 8: 0}
+    assert generate_corpus(tmp_path, [18], seed=SEED, clip_seconds=SHORT, progress=False, subsets=["song"]) == []
+    assert list((tmp_path / "Actor_18").iterdir()) == []  # actor 18 has no song
+
+
+def test_song_clips_are_longer_than_speech_and_in_the_same_format(song_corpus):
+    raw, _ = song_corpus
+    check_format_levels_and_lengths(sorted(raw.glob("Actor_*/03-02-*.wav")), 1.17 * SHORT)
+
+
+def test_asking_for_song_changes_no_speech_clip(small_corpus, song_corpus):
+    raw, _ = small_corpus
+    with_song, _ = song_corpus
+    for path in (raw / "Actor_02").iterdir():
+        assert path.read_bytes() == (with_song / "Actor_02" / path.name).read_bytes(), path.name
+
+
+def test_a_song_clip_is_not_its_spoken_twin():
+    sung = synthesize_clip(ClipName(3, 2, 3, 1, 1, 1, 5), SEED, 1.0)
+    spoken = synthesize_clip(ClipName(3, 1, 3, 1, 1, 1, 5), SEED, 1.0)
+    assert sung.size > spoken.size
+    assert np.array_equal(sung, synthesize_clip(ClipName(3, 2, 3, 1, 1, 1, 5), SEED, 1.0))
+
+
+# ---------------------------------------------------------------------------
 # Bad arguments
 # ---------------------------------------------------------------------------
 
@@ -170,14 +215,14 @@ def test_bad_clip_seconds(tmp_path, clip_seconds):
     with pytest.raises(PipelineError, match="clip_seconds"):
         generate_corpus(tmp_path, [1], seed=SEED, clip_seconds=clip_seconds, progress=False)
     with pytest.raises(PipelineError, match="clip_seconds"):
-        generate_actor(tmp_path / "Actor_01", 1, SEED, clip_seconds)
+        synthesize_clip(speech_clip_names(1)[0], SEED, clip_seconds)
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("actor", [0, 25, -3, 2.0, True, "1"])
 def test_bad_actor(tmp_path, actor):
     with pytest.raises(PipelineError, match="actor"):
-        generate_actor(tmp_path / "Actor_XX", actor, SEED, 1.0)
+        generate_corpus(tmp_path, [actor], seed=SEED, clip_seconds=1.0, progress=False)
     with pytest.raises(PipelineError, match="actor"):
         generate_corpus(tmp_path, [1, actor], seed=SEED, clip_seconds=1.0, progress=False)
     assert not any(tmp_path.iterdir())
@@ -189,17 +234,28 @@ def test_bad_actor_list(tmp_path, actors):
         generate_corpus(tmp_path, actors, seed=SEED, clip_seconds=1.0, progress=False)
 
 
+@pytest.mark.parametrize("subsets", [[], ["speech", "speech"], ["sung"], "song", [["song"]]])
+def test_bad_subsets(tmp_path, subsets):
+    with pytest.raises(PipelineError, match="subsets must be a non-empty sequence of speech and song"):
+        generate_corpus(tmp_path, [1], seed=SEED, clip_seconds=1.0, progress=False, subsets=subsets)
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("seed", [-1, 1.5, None])
 def test_bad_seed(tmp_path, seed):
     with pytest.raises(PipelineError, match="seed"):
-        generate_actor(tmp_path, 1, seed, 1.0)
+        generate_corpus(tmp_path, [1], seed, 1.0, progress=False)
 
 
 def test_bad_clips():
     with pytest.raises(PipelineError, match="neutral"):
         synthesize_clip(ClipName(3, 1, 1, 2, 1, 1, 1), SEED, 1.0)
-    with pytest.raises(PipelineError, match="speech"):
-        synthesize_clip(ClipName(3, 2, 3, 1, 1, 1, 1), SEED, 1.0)
+    with pytest.raises(PipelineError, match="audio-only"):
+        synthesize_clip(ClipName(1, 1, 3, 1, 1, 1, 1), SEED, 1.0)
+    with pytest.raises(PipelineError, match="song has only the emotions 01-06"):
+        synthesize_clip(ClipName(3, 2, 7, 1, 1, 1, 1), SEED, 1.0)
+    with pytest.raises(PipelineError, match="actor 18 has no song"):
+        synthesize_clip(ClipName(3, 2, 3, 1, 1, 1, 18), SEED, 1.0)
     with pytest.raises(PipelineError, match="emotion"):
         synthesize_clip(ClipName(3, 1, 9, 1, 1, 1, 1), SEED, 1.0)
     with pytest.raises(PipelineError, match="actor"):
@@ -296,6 +352,21 @@ def test_emotion_is_learnable_across_speakers(feature_table):
     train, test = np.isin(actors, TRAIN_ACTORS), np.isin(actors, TEST_ACTORS)
     accuracy = nearest_centroid_accuracy(speaker_z(features, actors), emotions, train, test)
     print(f"\nspeaker-independent 8-way emotion accuracy (speaker z-norm): {accuracy:.1%} (chance 12.5%)")
+    assert accuracy > 0.5
+
+
+@pytest.mark.slow
+def test_sung_emotion_is_learnable_across_speakers():
+    rows, emotions, actors = [], [], []
+    for actor in LEARN_ACTORS:
+        for clip in song_clip_names(actor):
+            rows.append(clip_features(synthesize_clip(clip, SEED, 1.0)))
+            emotions.append(clip.emotion)
+            actors.append(actor)
+    features, emotions, actors = np.array(rows), np.array(emotions), np.array(actors)
+    train, test = np.isin(actors, TRAIN_ACTORS), np.isin(actors, TEST_ACTORS)
+    accuracy = nearest_centroid_accuracy(speaker_z(features, actors), emotions, train, test)
+    print(f"\nspeaker-independent 6-way sung emotion accuracy (speaker z-norm): {accuracy:.1%} (chance 16.7%)")
     assert accuracy > 0.5
 
 
