@@ -120,10 +120,13 @@ def _load_pretrained(config: EmbedConfig):
         if model_type not in SPEECH_ENCODERS:
             raise PipelineError(f"'{source}' is a {model_type} model; embed.model must be one of: "
                                 f"{', '.join(SPEECH_ENCODERS)}")
+        # float32 whatever the checkpoint holds: transformers 5 would load openai/whisper-large-v3 in its float16.
+        # Fast mode makes its own choice of lower precisions from there.
         if model_type == WHISPER:
-            return WhisperFeatureExtractor.from_pretrained(source, **kwargs), _load_whisper_encoder(source, **kwargs)
+            return (WhisperFeatureExtractor.from_pretrained(source, **kwargs),
+                    _load_whisper_encoder(source, dtype="float32", **kwargs))
         extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, **kwargs)
-        return extractor, AutoModel.from_pretrained(source, **kwargs)
+        return extractor, AutoModel.from_pretrained(source, dtype="float32", **kwargs)
 
     folder = Path(config.model).expanduser()
     if folder.exists():

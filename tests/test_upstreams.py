@@ -184,6 +184,17 @@ def test_a_whisper_checkpoint_without_its_encoder_weights_is_refused(tmp_path, w
         SpeechEncoderEmbedder(EmbedConfig(str(broken)))
 
 
+def test_a_float16_checkpoint_runs_in_float32_in_exact_mode(tmp_path, model_dir):
+    # The hub's openai/whisper-large-v3 is a float16 checkpoint; transformers 5 would load it as such.
+    model = (WhisperModel if "whisper" in model_dir.name else AutoModel).from_pretrained(model_dir).half()
+    model.save_pretrained(tmp_path / "float16")
+    for name in ("preprocessor_config.json",):
+        (tmp_path / "float16" / name).write_bytes((model_dir / name).read_bytes())
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tmp_path / "float16")))
+    assert {parameter.dtype for parameter in embedder.model.parameters()} == {torch.float32}
+    assert embedder.embed(CLIP).dtype == np.float32
+
+
 @pytest.mark.parametrize("save", [save_tiny_data2vec_audio, save_tiny_whisper])
 def test_the_miniature_models_rebuild_bit_for_bit(tmp_path, save):
     first, second = save(tmp_path / "a"), save(tmp_path / "b")
