@@ -1,11 +1,23 @@
-"""wav2vec2 frame embeddings through Hugging Face ``transformers`` (also HuBERT and WavLM).
+"""Frame embeddings from speech encoders through Hugging Face ``transformers``.
+
+Two layouts: wav2vec2's (wav2vec2, HuBERT, WavLM, data2vec-audio: a CNN on the
+normalised waveform, then the transformer), and Whisper's encoder (two
+convolutions on WhisperFeatureExtractor's log-mel features, then the
+transformer; the decoder is never loaded).
 
 One ``(time, features)`` float32 array per clip, from a chosen transformer
 layer. ``layer`` counts transformer blocks: 0 is the transformer's input (the
-projected CNN features plus the convolutional position embedding), ``k`` is the
-output of block ``k``, and ``-1`` is the model's ``last_hidden_state``. Blocks
-above the chosen layer are removed from the model before it runs, so a shallow
-layer costs only what it needs.
+CNN features plus the position embedding), ``k`` is the output of block ``k``,
+and ``-1`` is the model's ``last_hidden_state``. Blocks above the chosen layer
+are removed from the model before it runs, so a shallow layer costs only what
+it needs.
+
+Whisper's encoder always takes one 30 s window: the feature extractor pads each
+clip with silence to 30 s, and the encoder computes its 1500 frames (50 per
+second). Only the frames of the clip itself are kept, for the saved frames and
+for the layer summaries alike (:meth:`SpeechEncoderEmbedder.frame_counts`), so a
+3 s clip gives 150 frames, and a longer window of padding never dilutes a mean.
+Clips longer than the window are skipped with that reason, not chunked.
 
 Each clip is embedded on its own, so a clip's result never depends on what
 else was in a batch (wav2vec2-base's group norm makes padded batches differ).
@@ -43,7 +55,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("exact", "fast")
 # Encoders with wav2vec2's layout: the same feature extractor, CNN front end and encoder.layers.
-SPEECH_ENCODERS = ("wav2vec2", "hubert", "wavlm")
+WAV2VEC2_LAYOUT = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
+# Whisper's encoder (of a whole Whisper checkpoint, as the hub has them), on its log-mel feature extractor.
+WHISPER = "whisper"
+SPEECH_ENCODERS = (*WAV2VEC2_LAYOUT, WHISPER)
 STORAGE_DTYPES = ("float32", "float16")
 
 
@@ -51,7 +66,8 @@ STORAGE_DTYPES = ("float32", "float16")
 class EmbedConfig:
     """Which model, which layer, and where and how to run it."""
 
-    model: str = param("models/wav2vec2-tiny-random", "a local Hugging Face model folder, or a hub id such as facebook/wav2vec2-base")
+    model: str = param("models/wav2vec2-tiny-random", "a local Hugging Face model folder, or a hub id such as facebook/wav2vec2-base; "
+                       f"model types: {', '.join(SPEECH_ENCODERS)}")
     revision: str | None = param(None, "hub revision (commit hash) to pin a hub model to; ignored for local folders")
     layer: int = param(-1, "transformer layer to keep: 0 = transformer input, k = output of block k, -1 = last hidden state")
     device: str = param("auto", "torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1, ...")
@@ -94,7 +110,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 def _load_pretrained(config: EmbedConfig):
     """The feature extractor and model: from a local folder, the HF cache, or the hub, in that order."""
-    from transformers import AutoConfig, AutoModel, Wav2Vec2FeatureExtractor
+    from transformers import AutoConfig, AutoModel, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per weight file is noise in a stage log
@@ -104,8 +120,13 @@ def _load_pretrained(config: EmbedConfig):
         if model_type not in SPEECH_ENCODERS:
             raise PipelineError(f"'{source}' is a {model_type} model; embed.model must be one of: "
                                 f"{', '.join(SPEECH_ENCODERS)}")
+        # float32 whatever the checkpoint holds: transformers 5 would load openai/whisper-large-v3 in its float16.
+        # Fast mode makes its own choice of lower precisions from there.
+        if model_type == WHISPER:
+            return (WhisperFeatureExtractor.from_pretrained(source, **kwargs),
+                    _load_whisper_encoder(source, dtype="float32", **kwargs))
         extractor = Wav2Vec2FeatureExtractor.from_pretrained(source, **kwargs)
-        return extractor, AutoModel.from_pretrained(source, **kwargs)
+        return extractor, AutoModel.from_pretrained(source, dtype="float32", **kwargs)
 
     folder = Path(config.model).expanduser()
     if folder.exists():
@@ -135,6 +156,26 @@ def _load_pretrained(config: EmbedConfig):
     )
 
 
+def _load_whisper_encoder(source: str, **kwargs):
+    """Whisper's encoder alone, from a whole model's checkpoint (``model.encoder.*`` as the hub's
+    WhisperForConditionalGeneration has it, or ``encoder.*``) or from an encoder saved on its own."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # else the decoder's weights, left unread, are listed one per line
+    try:
+        encoder, loading = WhisperEncoder.from_pretrained(source, key_mapping={r"^(?:model\.)?encoder\.": ""},
+                                                          output_loading_info=True, **kwargs)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    if loading["missing_keys"]:  # transformers would leave them randomly initialised
+        missing = sorted(loading["missing_keys"])
+        raise PipelineError(f"'{source}' is a whisper model without encoder weights for {len(missing)} of the "
+                            f"encoder's parameters (e.g. {missing[0]})")
+    return encoder
+
+
 def check_layer(layer: int, num_layers: int) -> None:
     if not (layer == -1 or 0 <= layer <= num_layers):
         raise PipelineError(
@@ -151,14 +192,16 @@ def truncate_to_layer(model, layer: int):
     check_layer(layer, num_layers)
     if layer == -1 or layer == num_layers:
         return model
-    model.encoder.layers = model.encoder.layers[:layer]
-    if model.config.do_stable_layer_norm:
+    whisper = model.config.model_type == WHISPER
+    transformer = model if whisper else model.encoder  # what holds the blocks (layers) and the final layer_norm
+    transformer.layers = transformer.layers[:layer]
+    if whisper or getattr(model.config, "do_stable_layer_norm", False):  # data2vec-audio has no such setting: post-LN
         # Pre-LN models apply a final LayerNorm after the last block only; block k's own output has none.
-        model.encoder.layer_norm = torch.nn.Identity()
+        transformer.layer_norm = torch.nn.Identity()
     return model
 
 
-class Wav2Vec2Embedder:
+class SpeechEncoderEmbedder:
     """A loaded model, ready to turn 16 kHz mono waveforms into frame embeddings.
 
     ``mode="exact"`` runs float32, one clip at a time: a clip's result never
@@ -172,8 +215,18 @@ class Wav2Vec2Embedder:
         self.config = config
         self.device = resolve_device(config.device)
         self.extractor, model = _load_pretrained(config)
+        self.whisper = model.config.model_type == WHISPER
         self.sample_rate = self.extractor.sampling_rate
-        self.receptive_field = _receptive_field(model.config)
+        self.receptive_field = _receptive_field(_front_end(model, self.extractor))
+        # Whisper's one window (30 s): its extractor would cut a longer clip without a word.
+        self.max_samples = self.extractor.n_samples if self.whisper else None
+        self.samples_per_frame = None
+        if self.whisper:
+            # Encoder frame j is centred on mel frame 2j (conv2: kernel 3, stride 2, padding 1, on conv1's stride-1
+            # outputs), which is centred on sample 2j * hop_length (the STFT is centred): so the frames whose centre
+            # lies in a clip of n samples are the first ceil(n / 320), and the mel frames the extractor's attention
+            # mask marks as real, ceil(n / 160), give the same count through the two convolutions.
+            self.samples_per_frame = self.extractor.hop_length * model.conv1.stride[0] * model.conv2.stride[0]
         if config.layer_summary:
             check_layer(config.layer, model.config.num_hidden_layers)  # the summary needs every layer: keep them all
         else:
@@ -184,8 +237,11 @@ class Wav2Vec2Embedder:
 
             model = quantise_for_cpu(model)
         self.model = model
-        # Length-bucketed batches pay off on a GPU only; a CPU runs one clip at a time at full speed.
-        self.batches = config.mode == "fast" and self.device.type == "cuda"
+        # Length-bucketed batches pay off on a GPU only; a CPU runs one clip at a time at full speed. data2vec-audio's
+        # stack of positional convolutions carries the padding into a clip's last frames, and attention spreads it
+        # (per-frame cosine to the clip alone down to 0.6 on the miniature model): it runs one clip at a time too.
+        self.batches = (config.mode == "fast" and self.device.type == "cuda"
+                        and model.config.model_type != "data2vec-audio")
 
     def _autocast(self):
         import torch
@@ -200,10 +256,31 @@ class Wav2Vec2Embedder:
                 f"clip has {samples.shape[0]} samples, fewer than the model's receptive field "
                 f"({self.receptive_field} samples = {1000 * self.receptive_field / self.sample_rate:.0f} ms)"
             )
+        if self.max_samples is not None and samples.shape[0] > self.max_samples:
+            raise PipelineError(
+                f"clip is {samples.shape[0] / self.sample_rate:.1f} s long, longer than the Whisper encoder's one "
+                f"window of {self.max_samples / self.sample_rate:.0f} s (embed does not chunk clips)"
+            )
+
+    def frame_counts(self, lengths: list[int]) -> list[int]:
+        """How many of the model's output frames belong to clips of these lengths (in samples)."""
+        import torch
+
+        if self.whisper:
+            return [-(-length // self.samples_per_frame) for length in lengths]  # see samples_per_frame
+        return self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
 
     def _normalise(self, samples: np.ndarray) -> np.ndarray:
         """The feature extractor's input normalisation, applied to one clip on its own."""
         return self.extractor(samples, sampling_rate=self.sample_rate, return_tensors="np").input_values[0]
+
+    def _log_mel(self, clips: list[np.ndarray]):
+        """Whisper's input: each clip's log-mel features over its own 30 s window, ``(clips, mel bins, frames)``."""
+        import torch
+
+        features = [self.extractor(clip, sampling_rate=self.sample_rate, return_tensors="np").input_features
+                    for clip in clips]
+        return {"input_features": torch.from_numpy(np.concatenate(features)).to(self.device)}
 
     def _forward(self, inputs: dict):
         """The chosen layer's frames ``(batch, time, features)``, and with ``layer_summary`` every
@@ -224,6 +301,8 @@ class Wav2Vec2Embedder:
         import torch
 
         self.check_length(samples)
+        if self.whisper:
+            return self._embed_batch([samples])[0]
         input_values = torch.from_numpy(self._normalise(samples)).unsqueeze(0).to(self.device)
         frames, layers = self._forward({"input_values": input_values})
         return frames[0].cpu().numpy(), None if layers is None else summarise_layers(layers[0])
@@ -243,15 +322,19 @@ class Wav2Vec2Embedder:
         attention mask and stay within float16 noise of the single-clip
         result; wav2vec2-base's group norm spans the padding, so its batched
         frames differ slightly from single-clip ones. That is the trade-off of
-        ``mode=fast`` on a GPU; ``mode=exact`` never batches.
+        ``mode=fast`` on a GPU; ``mode=exact`` never batches, nor does
+        data2vec-audio (see ``batches``). Whisper pads every clip to its window
+        on its own anyway, so its batches change nothing.
         """
         if not self.batches:
             yield from (self._embed_one(clip) for clip in clips)
             return
         for clip in clips:
             self.check_length(clip)
+        # Whisper computes a whole window for every clip, whatever its length.
+        costs = [self.max_samples if self.whisper else clip.shape[0] for clip in clips]
         results: dict[int, tuple] = {}
-        for batch in length_buckets([clip.shape[0] for clip in clips], self.config.batch_seconds * self.sample_rate):
+        for batch in length_buckets(costs, self.config.batch_seconds * self.sample_rate):
             for index, embedded in zip(batch, self._embed_batch([clips[i] for i in batch])):
                 results[index] = embedded
         yield from (results[i] for i in range(len(clips)))
@@ -264,17 +347,21 @@ class Wav2Vec2Embedder:
         import torch
 
         lengths = [clip.shape[0] for clip in clips]
-        padded = np.zeros((len(clips), max(lengths)), dtype=np.float32)
-        mask = np.zeros_like(padded, dtype=np.int64)
-        for row, clip in enumerate(clips):
-            padded[row, : lengths[row]] = self._normalise(clip)
-            mask[row, : lengths[row]] = 1
-        inputs = {"input_values": torch.from_numpy(padded).to(self.device)}
-        if self.model.config.feat_extract_norm == "layer":
-            inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
+        if self.whisper:
+            inputs = self._log_mel(clips)  # padded to one window, each clip on its own: no mask to pass
+        else:
+            padded = np.zeros((len(clips), max(lengths)), dtype=np.float32)
+            mask = np.zeros_like(padded, dtype=np.int64)
+            for row, clip in enumerate(clips):
+                padded[row, : lengths[row]] = self._normalise(clip)
+                mask[row, : lengths[row]] = 1
+            inputs = {"input_values": torch.from_numpy(padded).to(self.device)}
+            # data2vec-audio has no feat_extract_norm: its feature encoder always uses layer norm.
+            if getattr(self.model.config, "feat_extract_norm", "layer") == "layer":
+                inputs["attention_mask"] = torch.from_numpy(mask).to(self.device)
         hidden, layers = self._forward(inputs)
         hidden = hidden.cpu().numpy()
-        frames = self.model._get_feat_extract_output_lengths(torch.tensor(lengths)).tolist()
+        frames = self.frame_counts(lengths)
         # Each clip's summary covers its own frames only, never the padding.
         return [(hidden[row, : frames[row]], None if layers is None else summarise_layers(layers[row, :, : frames[row]]))
                 for row in range(len(clips))]
@@ -299,9 +386,17 @@ def length_buckets(lengths: list[int], max_padded_samples: float, max_length_rat
     return batches
 
 
-def _receptive_field(model_config) -> int:
+def _front_end(model, extractor) -> list[tuple[int, int]]:
+    """The (kernel, stride) in samples of each layer between the waveform and the transformer, input first."""
+    if model.config.model_type == WHISPER:  # the STFT, then the two convolutions on mel frames
+        return [(extractor.n_fft, extractor.hop_length),
+                *((conv.kernel_size[0], conv.stride[0]) for conv in (model.conv1, model.conv2))]
+    return list(zip(model.config.conv_kernel, model.config.conv_stride))
+
+
+def _receptive_field(layers: list[tuple[int, int]]) -> int:
     field = 1
-    for kernel, stride in zip(reversed(model_config.conv_kernel), reversed(model_config.conv_stride)):
+    for kernel, stride in reversed(layers):
         field = (field - 1) * stride + kernel
     return field
 
@@ -332,7 +427,7 @@ def check_sample_rates(wavs: list[Path], model_rate: int, model: str, audio_dir:
                             f"set resample.sample_rate: {model_rate}", audio_dir)
 
 
-def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
+def embed_actor(embedder: SpeechEncoderEmbedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
     """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``.
 
     With ``layer_summary``, each clip's layer summary goes to ``out_dir/layer_summary/<clip>.npy``.
@@ -374,7 +469,7 @@ def embed_actor(embedder: Wav2Vec2Embedder, audio_dir: Path, out_dir: Path, prog
     return written
 
 
-_loaded: dict[tuple, Wav2Vec2Embedder] = {}
+_loaded: dict[tuple, SpeechEncoderEmbedder] = {}
 
 
 def _model_state(model: str) -> tuple:
@@ -391,5 +486,5 @@ def embed_actor_job(audio_dir: str, out_dir: str, config: dict) -> int:
     key = (embed_config, _model_state(embed_config.model))
     if key not in _loaded:
         _loaded.clear()  # one model at a time keeps the worker's memory bounded
-        _loaded[key] = Wav2Vec2Embedder(embed_config)
+        _loaded[key] = SpeechEncoderEmbedder(embed_config)
     return len(embed_actor(_loaded[key], Path(audio_dir), Path(out_dir)))

@@ -1,4 +1,5 @@
-"""Stage 3, embed (one per actor): wav2vec2 frame embeddings, one (time, features) .npy per clip."""
+"""Stage 3, embed (one per actor): speech-encoder frame embeddings (wav2vec2, HuBERT, WavLM, data2vec-audio, Whisper),
+one (time, features) .npy per clip."""
 
 from dataclasses import asdict
 

@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from ravdess_ser.audio import ResampleConfig, read_audio, resample_actor, write_audio  # noqa: E402
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder  # noqa: E402
+from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder  # noqa: E402
 from ravdess_ser.ravdess import SAMPLE_RATE, speech_clip_names  # noqa: E402
 from ravdess_ser.synthetic import synthesize_clip  # noqa: E402
 
@@ -25,7 +25,7 @@ MODEL = REPO_ROOT / "models" / "wav2vec2-tiny-random"
 
 
 def reference_frames() -> dict[str, np.ndarray]:
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(MODEL), layer_summary=False))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(MODEL), layer_summary=False))
     frames = {}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"

@@ -9,7 +9,7 @@ from transformers import Wav2Vec2Model
 
 from conftest import tone, write_wav
 from ravdess_ser.audio import read_skip_report
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, length_buckets
+from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, length_buckets
 from ravdess_ser.fast_mode import ChannelsLastConv1d, ChannelsLastGroupNorm, in_dtype_if_accurate
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.models import save_random_wav2vec2
@@ -17,7 +17,7 @@ from ravdess_ser.models import save_random_wav2vec2
 
 @pytest.fixture(scope="module")
 def embedder(tiny_model):
-    return Wav2Vec2Embedder(EmbedConfig(str(tiny_model)))
+    return SpeechEncoderEmbedder(EmbedConfig(str(tiny_model)))
 
 
 def test_one_clip_gives_time_by_features(embedder):
@@ -47,25 +47,25 @@ def test_shallow_layers_skip_the_blocks_above_and_match_the_full_model(tmp_path,
         do_stable_layer_norm=stable_layer_norm, feat_extract_norm="layer" if stable_layer_norm else "group",
     )
     clip = tone(0.5, 16_000)
-    full = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer_summary=False))
+    full = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=False))
     blocks, last_hidden_state = _full_model_outputs(model_dir, clip, full.extractor)
     for layer in range(3):
-        embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False))
+        embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False))
         assert len(embedder.model.encoder.layers) == layer
         np.testing.assert_allclose(embedder.embed(clip), blocks[layer], atol=1e-5)
     # -1 and the top layer are the model's own last_hidden_state (with the final LayerNorm of pre-LN models).
     for top in (-1, 3):
-        np.testing.assert_allclose(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=top, layer_summary=False)).embed(clip), last_hidden_state, atol=1e-5)
+        np.testing.assert_allclose(SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=top, layer_summary=False)).embed(clip), last_hidden_state, atol=1e-5)
 
 
 def test_layer_out_of_range_is_a_clear_error(tiny_model):
     with pytest.raises(PipelineError, match=r"embed.layer=9 is out of range: this model has 4 transformer layers"):
-        Wav2Vec2Embedder(EmbedConfig(str(tiny_model), layer=9))
+        SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), layer=9))
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(PipelineError, match="model folder does not exist") as caught:
-        Wav2Vec2Embedder(EmbedConfig(str(tmp_path / "no-such-model")))
+        SpeechEncoderEmbedder(EmbedConfig(str(tmp_path / "no-such-model")))
     assert "no-such-model" in str(caught.value)
 
 
@@ -77,7 +77,7 @@ def test_uncached_unreachable_hub_model_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(PipelineError) as caught:
-        Wav2Vec2Embedder(EmbedConfig("facebook/wav2vec2-base", revision="abc123"))
+        SpeechEncoderEmbedder(EmbedConfig("facebook/wav2vec2-base", revision="abc123"))
     message = str(caught.value)
     assert "neither a local model folder nor in the Hugging Face cache" in message
     assert "hf download facebook/wav2vec2-base --revision abc123" in message
@@ -117,8 +117,8 @@ def _cosine_per_frame(a, b):
 
 def test_fast_mode_stays_close_to_exact(tiny_model):
     clip = tone(1.0, 16_000) + 0.01 * np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
-    exact = Wav2Vec2Embedder(EmbedConfig(str(tiny_model))).embed(clip)
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(tiny_model), mode="fast"))
+    exact = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model))).embed(clip)
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
     assert isinstance(embedder.model.encoder.layers[0].feed_forward.intermediate_dense, torch.ao.nn.quantized.dynamic.Linear)
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
         assert embedder.model.feature_extractor.conv_layers[0].conv.weight.dtype == torch.bfloat16
@@ -177,7 +177,7 @@ def test_batched_embedding_with_attention_mask_matches_single_clips(tmp_path):
         conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
         do_stable_layer_norm=True, feat_extract_norm="layer",
     )
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir)))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir)))
     clips = [tone(s, 16_000, f) for s, f in ((0.5, 200.0), (0.8, 300.0), (0.3, 150.0))]
     batched = embedder.embed_batch(clips)
     for clip, features in zip(clips, batched):
@@ -193,7 +193,7 @@ def test_length_bucketed_batches_keep_the_clip_order_and_each_clips_own_frames(t
         conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
         do_stable_layer_norm=True, feat_extract_norm="layer",
     )
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer_summary=True, batch_seconds=2.0))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=True, batch_seconds=2.0))
     clips = [tone(seconds, 16_000, 100.0 + 50 * i) for i, seconds in enumerate((0.9, 0.3, 0.8, 0.35, 0.5))]
     single = list(embedder.embed_many(clips))
     embedder.batches = True
@@ -210,7 +210,7 @@ def test_float16_storage_halves_the_file_and_bounds_the_error(tmp_path, tiny_mod
     write_wav(audio / "03-01-01-01-01-01-01.wav", tone(1.0, 16_000), 16_000)
     sizes, arrays = {}, {}
     for storage in ("float32", "float16"):
-        embedder = Wav2Vec2Embedder(EmbedConfig(str(tiny_model), storage=storage))
+        embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), storage=storage))
         [path] = embed_actor(embedder, audio, tmp_path / storage, progress=False)
         sizes[storage], arrays[storage] = path.stat().st_size, np.load(path)
     assert arrays["float16"].dtype == np.float16

@@ -1,7 +1,8 @@
 """embed.layer_summary: every layer's mean and std over time, from the same forward pass as the frames.
 
-Run on small random models of each supported architecture: wav2vec2 base-style (post-LN) and
-large-style (pre-LN, with a final LayerNorm), HuBERT and WavLM.
+Run on small random models of each architecture with wav2vec2's layout: wav2vec2 base-style (post-LN) and
+large-style (pre-LN, with a final LayerNorm), HuBERT, WavLM and data2vec-audio. Whisper's encoder, whose summary
+covers the clip's own frames of its 30 s window, is tested in test_upstreams.py.
 """
 
 import numpy as np
@@ -10,10 +11,10 @@ import torch
 from transformers import AutoModel, HubertConfig, HubertModel, Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
 from conftest import tone, write_wav
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor
+from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor
 from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
-from ravdess_ser.models import save_random_wav2vec2
+from ravdess_ser.models import save_random_data2vec_audio, save_random_wav2vec2
 
 SMALL = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
@@ -25,7 +26,7 @@ def _save(model, out_dir):
     return out_dir
 
 
-@pytest.fixture(scope="module", params=["wav2vec2 post-LN", "wav2vec2 pre-LN", "hubert", "wavlm pre-LN"])
+@pytest.fixture(scope="module", params=["wav2vec2 post-LN", "wav2vec2 pre-LN", "hubert", "wavlm pre-LN", "data2vec-audio"])
 def model_dir(request, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("model") / "m"
     torch.manual_seed(3)
@@ -35,6 +36,8 @@ def model_dir(request, tmp_path_factory):
                                     feat_extract_norm="layer" if stable else "group")
     if request.param == "hubert":
         return _save(HubertModel(HubertConfig(**SMALL)), out_dir)
+    if request.param == "data2vec-audio":  # num_conv_pos_embeddings counts its positional convolutions: 5, as in base
+        return save_random_data2vec_audio(out_dir, seed=3, **(SMALL | dict(num_conv_pos_embeddings=5)))
     return _save(WavLMModel(WavLMConfig(**SMALL, do_stable_layer_norm=True, feat_extract_norm="layer")), out_dir)
 
 
@@ -49,9 +52,9 @@ def audio_dir(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", [-1, 0, 2])
 def test_the_frames_are_exactly_the_same_with_the_summary_on(tmp_path, model_dir, audio_dir, layer):
-    plain = embed_actor(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False)), audio_dir, tmp_path / "off",
+    plain = embed_actor(SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=False)), audio_dir, tmp_path / "off",
                         progress=False)
-    summarised = embed_actor(Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=True)),
+    summarised = embed_actor(SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=layer, layer_summary=True)),
                              audio_dir, tmp_path / "on", progress=False)
     assert [p.name for p in plain] == [p.name for p in summarised]
     for off, on in zip(plain, summarised):
@@ -61,7 +64,7 @@ def test_the_frames_are_exactly_the_same_with_the_summary_on(tmp_path, model_dir
 
 
 def test_the_summary_is_every_layers_mean_and_std_over_time(tmp_path, model_dir, audio_dir):
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer_summary=True))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=True))
     [first, *_] = embed_actor(embedder, audio_dir, tmp_path, progress=False)
     summary = np.load(layer_summary_path(first))
     # The reference: Hugging Face's own hidden states of the untruncated model.
@@ -80,7 +83,7 @@ def test_the_summary_is_every_layers_mean_and_std_over_time(tmp_path, model_dir,
 
 
 def test_frames_and_summary_come_from_one_forward_pass_per_clip(tmp_path, model_dir, audio_dir):
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer=1, layer_summary=True))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=1, layer_summary=True))
     assert len(embedder.model.encoder.layers) == 3  # every block is kept: the summary needs them all
     calls = []
     embedder.model.register_forward_hook(lambda module, args, output: calls.append(1))
@@ -89,15 +92,15 @@ def test_frames_and_summary_come_from_one_forward_pass_per_clip(tmp_path, model_
 
 
 def test_float16_storage_applies_to_the_summary(tmp_path, model_dir, audio_dir):
-    embedder = Wav2Vec2Embedder(EmbedConfig(str(model_dir), layer_summary=True, storage="float16"))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=True, storage="float16"))
     [first, *_] = embed_actor(embedder, audio_dir, tmp_path, progress=False)
     assert np.load(layer_summary_path(first)).dtype == np.float16
 
 
 def test_fast_mode_runs_every_architecture_close_to_exact(model_dir):
     clip = tone(0.9, 16_000, 240.0) + 0.01 * np.random.default_rng(0).standard_normal(14_400).astype(np.float32)
-    exact = Wav2Vec2Embedder(EmbedConfig(str(model_dir))).embed(clip)
-    fast = Wav2Vec2Embedder(EmbedConfig(str(model_dir), mode="fast")).embed(clip)
+    exact = SpeechEncoderEmbedder(EmbedConfig(str(model_dir))).embed(clip)
+    fast = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), mode="fast")).embed(clip)
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and cosine.mean() > 0.99
 
@@ -106,5 +109,5 @@ def test_a_model_that_is_not_a_speech_encoder_is_refused(tmp_path):
 
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
               ).save_pretrained(tmp_path / "bert")
-    with pytest.raises(PipelineError, match="is a bert model; embed.model must be one of: wav2vec2, hubert, wavlm"):
-        Wav2Vec2Embedder(EmbedConfig(str(tmp_path / "bert")))
+    with pytest.raises(PipelineError, match="is a bert model; embed.model must be one of: wav2vec2, hubert, wavlm, data2vec-audio, whisper$"):
+        SpeechEncoderEmbedder(EmbedConfig(str(tmp_path / "bert")))
