@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ravdess_ser.cli import check_choice, check_param, convert_params, param, positive
+from ravdess_ser.params import check_choice, check_param, convert_params, param, positive
 from ravdess_ser.atomic import atomic_path, remove_stale_temporaries
 from ravdess_ser.errors import PipelineError
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ravdess_ser.cli import check_choice, check_param, convert_params, param, positive
+from ravdess_ser.params import check_choice, check_param, convert_params, param, positive
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.ravdess import (
     ALL_ACTOR_CODES,

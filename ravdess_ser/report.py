@@ -1,4 +1,4 @@
-"""Print the headline metrics: ``python -m ravdess_ser.report experiments/metrics.json [crossval/metrics.json]``."""
+"""Print the headline metrics: ``python -m ravdess_ser.report experiments/train/metrics.json [crossval/metrics.json]``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def format_crossval(metrics: dict) -> str:
 
 
 def main() -> None:
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/metrics.json")
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/train/metrics.json")
     print(f"Metrics ({path}):")
     print(format_metrics(json.loads(path.read_text())))
     for crossval in map(Path, sys.argv[2:]):

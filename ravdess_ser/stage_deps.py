@@ -3,7 +3,7 @@
 A stage's code is its script, ``stages/__init__.py`` (the interpreter check), ``requirements.txt`` (the pinned
 libraries) and every module of this package that the script imports, directly or through other modules, at the
 top of a file or inside a function (lazy imports count: they run). Its params are the fields its ``PARAMS``
-(:class:`ravdess_ser.cli.StageParams`) reads, less those its command sets as options (``--fold ${key}``).
+(:class:`ravdess_ser.cli.StageParams`) reads, less those its command sets as options (``--fold 2``).
 
 ``python -m ravdess_ser.stage_deps`` rewrites dvc.yaml's lists to match (keeping comments and the data deps);
 ``--check`` only reports the differences, as the test suite does. A stage's other deps (data folders, models)

@@ -19,7 +19,6 @@ from the summaries and frame counts). Training is seeded and deterministic.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 
-from ravdess_ser.atomic import write_csv_atomic, write_text_atomic
+from ravdess_ser.atomic import atomic_dir, write_csv_atomic
 from ravdess_ser.classifier import LayerSummaryClassifier, build_classifier, save_classifier
 from ravdess_ser.device import resolve_device
 from ravdess_ser.embedding_files import layer_summary_path
@@ -397,9 +396,12 @@ def _train(rows: Sequence[ManifestRow], root: Path, config: TrainConfig, device:
     return TrainResult(model.cpu(), metrics, history, test_predictions, shapes["train"], protocol.classes)
 
 
-def save_training_outputs(result: TrainResult, config: TrainConfig, model_path: Path, metrics_path: Path,
-                          plots_dir: Path) -> None:
+def save_training_outputs(result: TrainResult, config: TrainConfig, model_path: Path, out_dir: Path) -> None:
+    """The classifier at ``model_path``; in ``out_dir``, written as one folder, the run's DVCLive log
+    (:mod:`ravdess_ser.training_log`: ``metrics.json`` and the per-epoch curves) and ``test_predictions.csv``."""
+    from ravdess_ser.training_log import write_training_log
+
     save_classifier(model_path, result.model, config, result.input_shape, result.classes)
-    write_text_atomic(metrics_path, json.dumps(result.metrics, indent=2) + "\n")
-    write_csv_atomic(Path(plots_dir) / "test_predictions.csv", result.test_predictions)
-    write_csv_atomic(Path(plots_dir) / "training_curves.csv", result.history)
+    with atomic_dir(out_dir) as tmp:
+        write_training_log(result.history, result.metrics, tmp)
+        write_csv_atomic(tmp / "test_predictions.csv", result.test_predictions)

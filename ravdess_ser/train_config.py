@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from ravdess_ser.cli import DEVICES_ALLOWED, check_param, convert_params, param, positive, valid_device
+from ravdess_ser.params import (DEVICES_ALLOWED, check_param, convert_params, param, positive,
+                                valid_device)
 from ravdess_ser.errors import PipelineError
 from ravdess_ser.protocols import AUTO, FOLDS_HELP, PROTOCOL_NAMES, Protocol, checked_folds, resolve_protocol
 

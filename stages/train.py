@@ -19,11 +19,10 @@ def main() -> None:
         PARAMS, __doc__,
         {"manifest": "the label manifest (data/manifest.csv)",
          "model": "where the trained classifier goes (experiments/model/classifier.safetensors)",
-         "metrics": "metrics JSON (experiments/metrics.json)",
-         "plots_dir": "folder for test_predictions.csv and training_curves.csv (experiments/plots)"},
+         "out_dir": "the run's DVCLive log (metrics.json, plots/metrics/) and test_predictions.csv (experiments/train)"},
     )
     result = train_classifier(read_manifest(args.manifest), Path.cwd(), config)
-    save_training_outputs(result, config, args.model, args.metrics, args.plots_dir)
+    save_training_outputs(result, config, args.model, args.out_dir)
     test = result.metrics["test"]
     logging.info("fold %s: test accuracy %.3f, unweighted accuracy %.3f, macro F1 %.3f (best epoch %d)", config.fold,
                  test["accuracy"], test["unweighted_accuracy"], test["macro_f1"], result.metrics["best_epoch"])

@@ -21,7 +21,7 @@ def _data(ua: float, **changes) -> dict:
             "metrics": {"experiments/crossval/metrics.json": {"data": {
                 "folds": 3, "accuracy": {"mean": ua + 0.01, "std": 0.02}, "unweighted_accuracy": {"mean": ua, "std": 0.0393},
                 "macro_f1": {"mean": ua - 0.01, "std": 0.03}, "pooled": {"accuracy": ua}}},
-                "experiments/metrics.json": {"data": {"test": {"recall": {"neutral": 0.5}}}}}}
+                "experiments/train/metrics.json": {"data": {"test": {"recall": {"neutral": 0.5}}}}}}
 
 
 def _experiment(name: str, rev: str, data: dict | None, state: str = "success") -> dict:

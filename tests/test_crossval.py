@@ -175,7 +175,7 @@ def test_the_crossval_stage_names_a_protocol_whose_actors_are_missing(tmp_path):
 
 
 def test_numeric_fold_names_are_refused_before_dvc_silently_drops_their_stages(tmp_path):
-    result = _stage(tmp_path, "train.py", "manifest.csv", "m.safetensors", "metrics.json", "plots",
+    result = _stage(tmp_path, "train.py", "manifest.csv", "m.safetensors", "train",
                     params={"train": {"protocol": "custom", "folds": {1: [1], 2: [2]}, "fold": 1}})
     _assert_one_line_error(result, "fold name 1 must be a string; quote it ('1': [...])")
 

@@ -109,7 +109,7 @@ def test_the_venvs_dvc_without_activation_runs_the_stages_with_the_projects_inte
         venv.unlink()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert json.loads((project / "experiments/metrics.json").read_text())["test"]["accuracy"] >= 0
+    assert json.loads((project / "experiments/train/metrics.json").read_text())["test"]["accuracy"] >= 0
     git(project, "checkout", "--", ".")
     dvc(project, "checkout", "--force")
 

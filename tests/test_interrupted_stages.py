@@ -127,7 +127,7 @@ def test_a_live_runs_temporary_folder_is_left_alone(tmp_path):
 
 
 def test_ctrl_c_while_a_stage_imports_torch_is_the_one_interrupted_line(tmp_path):
-    stage = _start(tmp_path, "train.py", "manifest.csv", "m.safetensors", "metrics.json", "plots",
+    stage = _start(tmp_path, "train.py", "manifest.csv", "m.safetensors", "train",
                    params={"train": {}})
     _wait_for(lambda: "libtorch_cpu" in _maps(stage.pid), "the stage to load torch")  # then 1 s of torch's imports
     stage.send_signal(signal.SIGINT)

@@ -59,7 +59,7 @@ def _reset(project):
 def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project, audit):
     first = dvc(project, "repro", env={"RAVDESS_SER_AUDIT_DIR": str(audit), "RAVDESS_SER_WORKER": "0"})
     assert stages_run(first.stdout) == ALL_STAGES
-    metrics = json.loads((project / "experiments/metrics.json").read_text())
+    metrics = json.loads((project / "experiments/train/metrics.json").read_text())
     assert {"accuracy", "unweighted_accuracy", "macro_f1", "recall"} <= set(metrics["test"])
     for actor in ACTORS:
         embeddings = sorted((project / f"experiments/audio_embeddings/Actor_{actor}").glob("*.npy"))
@@ -91,7 +91,7 @@ def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_param
 
 
 def test_a_forced_rerun_of_the_training_stages_changes_no_byte(project):
-    outputs = ["experiments/metrics.json", "experiments/model/classifier.safetensors",
+    outputs = ["experiments/train/metrics.json", "experiments/model/classifier.safetensors",
                "experiments/crossval/metrics.json", "experiments/layer_sweep/layers.csv"]
     before = {path: (project / path).read_bytes() for path in outputs}
     for stage in ("train", "crossval", "layer-sweep"):
@@ -102,7 +102,7 @@ def test_a_forced_rerun_of_the_training_stages_changes_no_byte(project):
 
 def test_metrics_and_plots_commands_work(project):
     shown = json.loads(dvc(project, "metrics", "show", "--json").stdout)[""]["data"]
-    assert "unweighted_accuracy" in shown["experiments/metrics.json"]["data"]["test"]
+    assert "unweighted_accuracy" in shown["experiments/train/metrics.json"]["data"]["test"]
     assert {"mean", "std"} == set(shown["experiments/crossval/metrics.json"]["data"]["unweighted_accuracy"])
     plots = dvc(project, "plots", "show", "--json").stdout
     for title in ("Test confusion matrix", "Training curves", "Validation unweighted accuracy by epoch (the train stage",

@@ -80,7 +80,7 @@ def test_embed_refuses_a_sample_rate_its_model_does_not_take(tmp_path):
 
 def test_train_on_a_file_that_is_not_a_manifest(tmp_path):
     (tmp_path / "manifest.csv").write_text("x\n")
-    result = _stage(tmp_path, "train.py", "manifest.csv", "m.pt", "metrics.json", "plots", params={"train": {}})
+    result = _stage(tmp_path, "train.py", "manifest.csv", "m.pt", "train", params={"train": {}})
     _assert_one_line_error(result, "manifest.csv", "lacks columns")
 
 
@@ -99,7 +99,7 @@ def test_every_stage_explains_itself(tmp_path, script):
 
 # ----------------------------------------------------------------------------- params checked before any work
 
-TRAIN_ARGS = ("manifest.csv", "m.safetensors", "metrics.json", "plots")
+TRAIN_ARGS = ("manifest.csv", "m.safetensors", "train")
 
 
 def _assert_only_line(result, line):

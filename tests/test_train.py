@@ -253,3 +253,28 @@ def test_speaker_normalisation_trains_and_is_marked_transductive(tmp_path):
         assert result.metrics["test"]["unweighted_accuracy"] > 0.8
         assert result.metrics != train_classifier(rows, tmp_path, replace(config, normalisation="global"),
                                                   progress=False).metrics
+
+
+def test_the_training_log_is_dvclives_files_with_the_same_bytes_every_time(tmp_path):
+    import json
+
+    from ravdess_ser.train import save_training_outputs
+
+    rows = _embedded_corpus(tmp_path, range(1, 7))
+    config = TrainConfig(**FAST | {"max_epochs": 6})
+    result = train_classifier(rows, tmp_path, config, progress=False)
+    for name in ("first", "second"):
+        save_training_outputs(result, config, tmp_path / name / "model.safetensors", tmp_path / name / "log")
+    files = sorted(p.relative_to(tmp_path / "first").as_posix() for p in (tmp_path / "first").rglob("*") if p.is_file())
+    assert files == ["log/metrics.json", "log/plots/metrics/train/loss.tsv", "log/plots/metrics/val/accuracy.tsv",
+                     "log/plots/metrics/val/loss.tsv", "log/plots/metrics/val/unweighted_accuracy.tsv",
+                     "log/test_predictions.csv", "model.safetensors"]
+    for file in files:
+        assert (tmp_path / "first" / file).read_bytes() == (tmp_path / "second" / file).read_bytes(), file
+    log = tmp_path / "first" / "log"
+    epochs = len(result.history)
+    assert json.loads((log / "metrics.json").read_text()) == json.loads(json.dumps(result.metrics)) | {"step": epochs}
+    rows = [line.split("\t") for line in (log / "plots/metrics/val/unweighted_accuracy.tsv").read_text().splitlines()]
+    assert rows[0] == ["step", "unweighted_accuracy"]
+    assert rows[1:] == [[str(h["epoch"]), str(h["val_unweighted_accuracy"])] for h in result.history]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # the folder was written as one
