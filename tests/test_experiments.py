@@ -20,8 +20,8 @@ from dvc_project import BIN, dvc, environment, git, make_project
 
 pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
 
-MARKER = "    metrics = aggregate_folds(results)\n"
-MARKED = "    metrics = aggregate_folds(results) | {\"code_marker\": 42}\n"
+MARKER = "    metrics = aggregate_runs(results, protocol)\n"
+MARKED = "    metrics = aggregate_runs(results, protocol) | {\"code_marker\": 42}\n"
 
 
 def _mark(project: Path) -> None:
