@@ -92,12 +92,17 @@ def save_random_data2vec_audio(out_dir: Path, seed: int = 0, **config_overrides)
     return _save_seeded(Data2VecAudioModel, Data2VecAudioConfig(**config_overrides), extractor, out_dir, seed)
 
 
-def save_random_whisper(out_dir: Path, seed: int = 0, **config_overrides) -> Path:
-    """Save a seeded, randomly initialised ``WhisperForConditionalGeneration`` and its log-mel feature extractor."""
+def save_random_whisper(out_dir: Path, seed: int = 0, window_seconds: int = 30, **config_overrides) -> Path:
+    """Save a seeded, randomly initialised ``WhisperForConditionalGeneration`` and its log-mel feature extractor.
+
+    ``window_seconds`` is the encoder's one input window: Whisper's is 30 s (1500 frames); a shorter one makes a
+    model that runs the same code on a fraction of the work (the end-to-end pipeline tests).
+    """
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    config = WhisperConfig(**config_overrides)
-    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins, dither=0.0)
+    # 50 encoder frames per second: 100 mel frames per second, halved by the second convolution's stride.
+    config = WhisperConfig(max_source_positions=50 * window_seconds, **config_overrides)
+    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins, chunk_length=window_seconds, dither=0.0)
     return _save_seeded(WhisperForConditionalGeneration, config, extractor, out_dir, seed)
 
 
@@ -109,8 +114,8 @@ def save_tiny_data2vec_audio(out_dir: Path, seed: int = 0) -> Path:
     return save_random_data2vec_audio(out_dir, seed, **TINY_DATA2VEC_AUDIO_CONFIG)
 
 
-def save_tiny_whisper(out_dir: Path, seed: int = 0) -> Path:
-    return save_random_whisper(out_dir, seed, **TINY_WHISPER_CONFIG)
+def save_tiny_whisper(out_dir: Path, seed: int = 0, window_seconds: int = 30) -> Path:
+    return save_random_whisper(out_dir, seed, window_seconds, **TINY_WHISPER_CONFIG)
 
 
 TINY_MODELS = {"wav2vec2": save_tiny_wav2vec2, "data2vec-audio": save_tiny_data2vec_audio, "whisper": save_tiny_whisper}
