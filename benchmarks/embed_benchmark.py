@@ -228,7 +228,9 @@ def machine_section() -> tuple[str, dict]:
     key = kind if not forced else f"{kind}, torch forced to {torch_kernels}"
     return key, {"cpu": cpu, "cpu_class": kind, "native_bfloat16": kind in NATIVE_BFLOAT16, "cores": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                 "torch_kernels": torch_kernels, "kernel_overrides": forced}
+                 "torch_kernels": torch_kernels, "kernel_overrides": forced,
+                 # Other users' load changes the ratios too: torch's OpenMP threads suffer more from it than ORT's.
+                 "load_average_before": os.getloadavg()[0]}
 
 
 def save_section(results_dir: Path, key: str, r: dict) -> str:
@@ -434,7 +436,8 @@ def render(key: str, r: dict) -> str:
     heading = [f"## CPU class {key}", "",
                f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']} "
                f"(kernels: {m['torch_kernels']}{', forced by ' + ' '.join(f'{k}={v}' for k, v in m['kernel_overrides'].items()) if m['kernel_overrides'] else ''}); "
-               f"native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}.", ""]
+               f"native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}; "
+               f"load average before the run {m.get('load_average_before', float('nan')):.1f}.", ""]
     body = render_throughput(key, r) if "throughput_audio_seconds_per_second" in r else []
     return "\n".join(heading + body + (render_peers(key, r["peers"]) if "peers" in r else [])) + "\n"
 
