@@ -20,11 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "timings.json"
-# Widest first: the CPU class that decides the speed of the matmul kernels here (docs/performance.md).
-CPU_CLASSES = ("amx_bf16", "avx512f", "avx2")
+# Widest first: the CPU class that decides the speed of the matmul kernels here (docs/performance.md), by the
+# /proc/cpuinfo flag that marks it. AVX512-BF16 and AMX have native bfloat16; AVX-512 and AVX2 do not.
+CPU_CLASSES = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16", "avx512f": "AVX-512", "avx2": "AVX2"}
+NATIVE_BFLOAT16 = ("AMX", "AVX512-BF16")
 
 
-def machine() -> dict:
+def cpu_flags() -> tuple[str | None, set[str]]:
+    """The CPU's model name and flags, from /proc/cpuinfo (None and nothing where there is none)."""
     cpu, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,8 +38,18 @@ def machine() -> dict:
                 flags = set(value.split())
     except OSError:
         pass
+    return cpu, flags
+
+
+def cpu_class(flags: set[str]) -> str:
+    """AMX, AVX512-BF16, AVX-512, AVX2 or other: the widest class whose flag is in ``flags``."""
+    return next((name for flag, name in CPU_CLASSES.items() if flag in flags), "other")
+
+
+def machine() -> dict:
+    cpu, flags = cpu_flags()
     return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "cpu_class": next((c for c in CPU_CLASSES if c in flags), "other"), "python": platform.python_version()}
+            "cpu_class": cpu_class(flags), "python": platform.python_version()}
 
 
 def _commit() -> str | None:

@@ -1,0 +1,180 @@
+"""The embed stage against other runtimes of the same model on the same clips and threads, in one run.
+
+Runtimes, each given one clip at a time:
+
+- torch fp32: exact mode's own model and forward pass (every hidden state out), on pre-normalised input;
+- the exact and the fast stage's per-clip path (normalisation, forward pass, layer summaries) on raw clips;
+- ONNX Runtime fp32: ``torch.onnx.export`` of the same model (opset 17, every hidden state an output),
+  all graph optimisations, the same thread count, on pre-normalised input;
+- ONNX Runtime dynamic int8: the same graph with its MatMuls quantised (``quantize_dynamic``);
+- OpenVINO f32: the same ONNX file, inference precision pinned to f32 (on a bf16 CPU it would pick bf16).
+
+The machine is shared, so no absolute time is trusted alone: within a round every clip goes through every
+runtime in turn, the order rotating from clip to clip, and a ratio is the median over rounds of the
+per-round ratio. The peers are optional (``benchmarks/requirements.txt``); a missing one is left out
+with a line saying so.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ravdess_ser.embed import Wav2Vec2Embedder
+
+Runner = Callable[[np.ndarray], np.ndarray]  # a clip in, its last layer's frames (T, features) out
+OPSET = 17
+
+
+def interleaved_seconds(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
+                        rounds: int) -> dict[str, list[float]]:
+    """Each runner's seconds per round over its inputs (one per clip, the same clips for all, in each runner's
+    own form); every runner first runs the first clip once, untimed."""
+    names = list(runners)
+    for name in names:
+        runners[name](inputs[name][0])
+    seconds = {name: [] for name in names}
+    for _ in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for index in range(len(inputs[names[0]])):
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                runners[name](inputs[name][index])
+                spent[name] += time.perf_counter() - start
+        for name in names:
+            seconds[name].append(spent[name])
+    return seconds
+
+
+def median_ratio(seconds: dict[str, list[float]], faster: str, slower: str) -> float:
+    """How many times faster ``faster`` ran than ``slower``: the median over rounds of their per-round ratio."""
+    return statistics.median(s / f for f, s in zip(seconds[faster], seconds[slower]))
+
+
+def cosine_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+
+
+class AllLayers(torch.nn.Module):
+    """The model with its hidden states as outputs, as exact mode reads them (its last is the last hidden state)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        output = self.model(input_values, output_hidden_states=True)
+        return (*output.hidden_states[:-1], output.last_hidden_state)
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> Path:
+    """``model`` as ONNX at ``path``, the number of samples dynamic."""
+    outputs = [f"layer_{k}" for k in range(model.config.num_hidden_layers + 1)]
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript exporter is deprecated in torch 2.11; the dynamo one needs onnxscript, one pin more. Its
+        # tracer warns that transformers' is_causal test becomes a constant: False for an encoder, always.
+        warnings.simplefilter("ignore")
+        # .eval(): the exporter restores the wrapper's mode afterwards, recursively, and a new module is in training.
+        torch.onnx.export(AllLayers(model).eval(), (torch.zeros(1, 64_000),), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=["input_values"], output_names=outputs,
+                          dynamic_axes={"input_values": {1: "samples"}} | {name: {1: "frames"} for name in outputs})
+    return path
+
+
+def onnx_runtime_runner(path: Path, threads: int) -> Runner:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda values: session.run(None, {"input_values": values[None]})[-1][0]
+
+
+def openvino_runner(path: Path, threads: int) -> Runner:
+    import openvino
+
+    compiled = openvino.Core().compile_model(str(path), "CPU", {
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    last = compiled.outputs[-1]
+    return lambda values: compiled(values[None])[last][0]
+
+
+def stage_runner(embedder: Wav2Vec2Embedder) -> Runner:
+    """The stage's per-clip work short of file I/O: normalisation, forward pass, layer summaries."""
+    return lambda samples: embedder.embed_many([samples]).__next__()[0]
+
+
+def forward_runner(embedder: Wav2Vec2Embedder) -> Runner:
+    def run(values: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return embedder.model(torch.from_numpy(values)[None], output_hidden_states=True).last_hidden_state[0].numpy()
+    return run
+
+
+def measure_peers(exact: Wav2Vec2Embedder, fast: Wav2Vec2Embedder, clips: list[np.ndarray], rounds: int,
+                  work: Path) -> dict:
+    """Throughput, ratios and fidelity to torch fp32 of every runtime that is installed, on ``clips`` (16 kHz)."""
+    threads = torch.get_num_threads()
+    normalised = [exact._normalise(clip) for clip in clips]
+    runners: dict[str, Runner] = {"torch fp32": forward_runner(exact), "exact stage": stage_runner(exact),
+                                  "fast stage": stage_runner(fast)}
+    stage_input = {"exact stage", "fast stage"}
+    missing, export_seconds = [], None
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        missing.append("onnxruntime (pip install -r benchmarks/requirements.txt)")
+    else:
+        work.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        fp32 = export_onnx(exact.model, work / "model.onnx")
+        export_seconds = time.perf_counter() - start
+        int8 = work / "model.int8.onnx"
+        quantize_dynamic(fp32, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        runners["ONNX Runtime fp32"] = onnx_runtime_runner(fp32, threads)
+        runners["ONNX Runtime int8"] = onnx_runtime_runner(int8, threads)
+        try:
+            runners["OpenVINO f32"] = openvino_runner(fp32, threads)
+        except ImportError:
+            missing.append("openvino (pip install -r benchmarks/requirements.txt)")
+
+    inputs = {name: clips if name in stage_input else normalised for name in runners}
+    frames = {name: [run(values) for values in inputs[name]] for name, run in runners.items()}
+    seconds = interleaved_seconds(runners, inputs, rounds)
+    audio_seconds = sum(len(clip) for clip in clips) / exact.sample_rate
+    fidelity = {}
+    for name in runners:
+        pairs = list(zip(frames[name], frames["torch fp32"]))
+        cosines = np.concatenate([cosine_per_frame(a, b) for a, b in pairs])
+        fidelity[name] = {"max_abs_diff": float(max(np.abs(a - b).max() for a, b in pairs)),
+                          "mean_cosine": float(cosines.mean()), "min_cosine": float(cosines.min())}
+    ratios = {"exact_vs_onnxruntime_fp32": ("exact stage", "ONNX Runtime fp32"), "fast_vs_exact": ("fast stage", "exact stage"),
+              "fast_vs_onnxruntime_int8": ("fast stage", "ONNX Runtime int8"), "torch_fp32_vs_onnxruntime_fp32":
+              ("torch fp32", "ONNX Runtime fp32"), "openvino_vs_torch_fp32": ("OpenVINO f32", "torch fp32")}
+    return {
+        "clips": len(clips), "audio_seconds": audio_seconds, "rounds": rounds, "threads": threads,
+        "versions": _versions(), "missing": missing, "onnx_export_seconds": export_seconds,
+        "audio_seconds_per_second": {name: audio_seconds / statistics.median(s) for name, s in seconds.items()},
+        "vs_torch_fp32": {name: median_ratio(seconds, name, "torch fp32") for name in runners},
+        "ratios": {key: median_ratio(seconds, a, b) for key, (a, b) in ratios.items() if a in runners and b in runners},
+        "fidelity_to_torch_fp32": fidelity, "seconds_per_round": seconds,
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {"torch": torch.__version__}
+    for name in ("onnxruntime", "openvino"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return versions
