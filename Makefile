@@ -25,8 +25,8 @@ TIMED := python benchmarks/timed.py
 pipeline: $(STAMP)
 	$(TIMED) "make pipeline: dvc repro" -- dvc repro
 	@python -m ravdess_ser.report experiments/train/metrics.json experiments/crossval/metrics.json
-	@dvc plots show --out experiments/plots/html >/dev/null && \
-		echo "Plots: experiments/plots/html/index.html (works offline; or run 'dvc plots show')"
+	@dvc plots show --out experiments/plots >/dev/null && \
+		echo "Plots: experiments/plots/index.html (works offline; or run 'dvc plots show')"
 
 test: $(STAMP)
 	$(TIMED) "make test" -- python -m pytest

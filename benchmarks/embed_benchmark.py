@@ -58,7 +58,7 @@ from peer_runtimes import cosine_per_frame, measure_peers  # noqa: E402
 from timed import NATIVE_BFLOAT16, cpu_class, cpu_flags  # noqa: E402
 
 from ravdess_ser.audio import ResampleConfig, read_audio, resample_actor  # noqa: E402
-from ravdess_ser.embed import EmbedConfig, Wav2Vec2Embedder, embed_actor, save_embedding  # noqa: E402
+from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, save_embedding  # noqa: E402
 from ravdess_ser.models import save_random_wav2vec2  # noqa: E402
 from ravdess_ser.ravdess import actor_dirname  # noqa: E402
 
@@ -116,7 +116,7 @@ def naive_loop(raw_paths: list[Path], model_dir: Path, out_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def forward_only(embedder: Wav2Vec2Embedder, clips: list[np.ndarray]) -> float:
+def forward_only(embedder: SpeechEncoderEmbedder, clips: list[np.ndarray]) -> float:
     """Pure model time: normalised inputs prepared beforehand, only the forward passes timed."""
     inputs = [torch.from_numpy(embedder._normalise(clip)).unsqueeze(0) for clip in clips]
     with torch.inference_mode():
@@ -130,7 +130,7 @@ def forward_only(embedder: Wav2Vec2Embedder, clips: list[np.ndarray]) -> float:
 def timed_embed(config: EmbedConfig, audio_dir: Path, out_dir: Path) -> tuple[float, float]:
     """(model load seconds, embed_actor seconds)."""
     start = time.perf_counter()
-    embedder = Wav2Vec2Embedder(config)
+    embedder = SpeechEncoderEmbedder(config)
     loaded = time.perf_counter()
     embed_actor(embedder, audio_dir, out_dir, progress=False)
     return loaded - start, time.perf_counter() - loaded
@@ -335,7 +335,7 @@ def main() -> None:
             timing[f"model_load_{name}"].append(min(loads))
         clips_16k = [read_audio(p)[0] for p in sorted(audio_16k.rglob("*.wav"))]
         for name in ("exact", "fast"):
-            timing[f"forward_only_{name}"].append(forward_only(Wav2Vec2Embedder(modes[name]), clips_16k))
+            timing[f"forward_only_{name}"].append(forward_only(SpeechEncoderEmbedder(modes[name]), clips_16k))
         timing["file_io"].append(file_io_seconds(sorted(audio_16k.rglob("*.wav")),
                                                  sorted((bench / "exact").rglob("*.npy")), bench / "io"))
     best = {name: statistics.median(times) for name, times in timing.items()}
@@ -426,8 +426,8 @@ def peer_section(model_dir: Path, raw: Path, audio_16k: Path, measured: list[str
             resample_actor(raw / f"Actor_{actor}", audio_16k / f"Actor_{actor}", ResampleConfig(), progress=False)
     paths = sorted(audio_16k.rglob("*.wav"))
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(args.peer_clips, len(paths))).round().astype(int)]
-    exact = Wav2Vec2Embedder(EmbedConfig(str(model_dir)))
-    fast = Wav2Vec2Embedder(EmbedConfig(str(model_dir), mode="fast"))
+    exact = SpeechEncoderEmbedder(EmbedConfig(str(model_dir)))
+    fast = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), mode="fast"))
     return measure_peers(exact, fast, [read_audio(p)[0] for p in chosen], args.peer_rounds, args.work / "onnx")
 
 

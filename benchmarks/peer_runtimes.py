@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ravdess_ser.embed import Wav2Vec2Embedder
+from ravdess_ser.embed import SpeechEncoderEmbedder
 
 Runner = Callable[[np.ndarray], np.ndarray]  # a clip in, its last layer's frames (T, features) out
 OPSET = 17
@@ -108,19 +108,19 @@ def openvino_runner(path: Path, threads: int) -> Runner:
     return lambda values: compiled(values[None])[last][0]
 
 
-def stage_runner(embedder: Wav2Vec2Embedder) -> Runner:
+def stage_runner(embedder: SpeechEncoderEmbedder) -> Runner:
     """The stage's per-clip work short of file I/O: normalisation, forward pass, layer summaries."""
     return lambda samples: embedder.embed_many([samples]).__next__()[0]
 
 
-def forward_runner(embedder: Wav2Vec2Embedder) -> Runner:
+def forward_runner(embedder: SpeechEncoderEmbedder) -> Runner:
     def run(values: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return embedder.model(torch.from_numpy(values)[None], output_hidden_states=True).last_hidden_state[0].numpy()
     return run
 
 
-def measure_peers(exact: Wav2Vec2Embedder, fast: Wav2Vec2Embedder, clips: list[np.ndarray], rounds: int,
+def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, clips: list[np.ndarray], rounds: int,
                   work: Path) -> dict:
     """Throughput, ratios and fidelity to torch fp32 of every runtime that is installed, on ``clips`` (16 kHz)."""
     threads = torch.get_num_threads()

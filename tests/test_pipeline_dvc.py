@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from dvc_project import (TRAINING_STAGES, dvc, environment, git, make_project, stages_restored, stages_run,
+from dvc_project import (REPO_ROOT, TRAINING_STAGES, dvc, environment, git, make_project, stages_restored, stages_run,
                          update_params)
 from plot_pages import external_scripts, plot_specs, remote_resources, render_svgs
 from ravdess_ser.ravdess import EMOTION_NAMES
@@ -133,6 +133,13 @@ def _axes(svg: str) -> dict[str, list[str]]:
             group = re.search(r'<g class="mark-text role-axis-label".*?</g>', svg[start:end], re.DOTALL)
             axes[name] = [html.unescape(t) for t in re.findall(r">([^<>]+)</text>", group.group(0))] if group else []
     return axes
+
+
+def test_make_pipelines_plots_command_works_in_a_fresh_clone(project):
+    # The clone has no experiments/plots/ (nothing in git under it): the command must not need it.
+    command = re.search(r"dvc plots show --out (\S+)", (REPO_ROOT / "Makefile").read_text())
+    dvc(project, "plots", "show", "--out", command.group(1))
+    assert (project / command.group(1) / "index.html").is_file()
 
 
 def test_the_plots_page_draws_every_plot_offline(project, tmp_path):
