@@ -165,6 +165,7 @@ def test_a_bad_summary_read_in_a_pool_process_is_reported_with_its_path(tmp_path
 # ----------------------------------------------------------------------------- the stages on bad input
 
 
+@pytest.mark.slow
 def test_the_crossval_stage_names_a_protocol_whose_actors_are_missing(tmp_path):
     from ravdess_ser.manifest import write_manifest
 
@@ -174,6 +175,7 @@ def test_the_crossval_stage_names_a_protocol_whose_actors_are_missing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_numeric_fold_names_are_refused_before_dvc_silently_drops_their_stages(tmp_path):
     result = _stage(tmp_path, "train.py", "manifest.csv", "m.safetensors", "train",
                     params={"train": {"protocol": "custom", "folds": {1: [1], 2: [2]}, "fold": 1}})

@@ -346,6 +346,7 @@ def nearest_centroid_accuracy(features, labels, train, test) -> float:
     return float(np.mean(classes[distances.argmin(axis=1)] == labels[test]))
 
 
+@pytest.mark.slow
 def test_emotion_is_learnable_across_speakers(feature_table):
     features, emotions, _, actors = feature_table
     assert np.all(np.isfinite(features))
