@@ -2,7 +2,7 @@
 
 ``dvc exp show`` prints every metric, param and dependency hash of the project, thousands of columns here. This
 prints, for the same experiments, what one compares: the cross-validated unweighted accuracy (UA), accuracy and
-macro F1 as mean ± std over the folds (``experiments/crossval/metrics.json``), and the params whose values differ
+macro F1 as mean ± std over the runs, seeds and folds (``experiments/crossval/metrics.json``), and the params whose values differ
 between the rows. Nothing is dropped from DVC: ``dvc exp show`` still has every column, ``dvc metrics show`` every
 metric. The table is as wide as the terminal (``COLUMNS``), 120 columns when there is none; params that do not fit
 as columns are listed as ``key=value`` in one wrapped column. Other arguments go to ``dvc exp show``, e.g.
@@ -156,7 +156,7 @@ def format_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
             lines.extend(_line([""] * len(cells) + [more], widths + [column], right + [False]) for more in wrapped[1:])
     if not table.changed:
         lines.append("(no param differs between these rows)")
-    lines.append(f"mean ± std over the folds, from {CROSSVAL}; every column: dvc exp show")
+    lines.append(f"mean ± std over the runs (seeds and folds), from {CROSSVAL}; every column: dvc exp show")
     return "\n".join(lines)
 
 
