@@ -2,8 +2,8 @@
 
 ``dvc exp show`` prints every metric, param and dependency hash of the project, thousands of columns here. This
 prints, for the same experiments, what one compares: the cross-validated unweighted accuracy (UA), accuracy and
-macro F1 as mean ± std over the runs, seeds and folds (``experiments/crossval/metrics.json``), and the params whose values differ
-between the rows. Nothing is dropped from DVC: ``dvc exp show`` still has every column, ``dvc metrics show`` every
+macro F1 as mean ± std over the runs, seeds and folds (``experiments/crossval/metrics.json``), and the params
+whose values differ between the rows. Nothing is dropped from DVC: ``dvc exp show`` still has every column, ``dvc metrics show`` every
 metric. The table is as wide as the terminal (``COLUMNS``), 120 columns when there is none; params that do not fit
 as columns are listed as ``key=value`` in one wrapped column. Other arguments go to ``dvc exp show``, e.g.
 ``-A`` (experiments of every commit) or ``--rev <commit>``.
