@@ -380,7 +380,7 @@ def main() -> None:
         forward = per_audio_second["forward"] * audio_seconds
         groups = {"resample": [n for n in intervals if n.startswith("resample@")],
                   "embed": [n for n in intervals if n.startswith("embed@")],
-                  "training": [n for n in intervals if n.split("@")[0] in ("train", "train-fold", "crossval", "layer-sweep")],
+                  "training": [n for n in intervals if n.split("@")[0] in ("train", "crossval", "layer-sweep")],
                   "label-manifest": ["label-manifest"]}
         if len(groups["embed"]) != len(actors):  # a breakdown of a repro that restored stages would mean nothing
             raise RuntimeError(f"dvc repro ran {len(groups['embed'])} embed stages, expected {len(actors)}")
