@@ -22,27 +22,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TINY_CONFIG = dict(
+# The narrowing every miniature wav2vec2-family model shares: 4 layers of width 64, a 64-channel CNN front end.
+_TINY_ENCODER = dict(
     hidden_size=64,
     num_hidden_layers=4,
     num_attention_heads=4,
     intermediate_size=128,
     conv_dim=(64,) * 7,
-    num_conv_pos_embeddings=32,
-    num_conv_pos_embedding_groups=8,
     vocab_size=32,
 )
+TINY_CONFIG = _TINY_ENCODER | dict(num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8)
 # data2vec-audio-base's layout (5 positional convolutions of kernel 19, layer-norm feature encoder), narrowed.
 # 16 channels per positional-convolution group: bfloat16 kernels with 8 or fewer are wrong on some CPUs (fast_mode.py).
-TINY_DATA2VEC_AUDIO_CONFIG = dict(
-    hidden_size=64,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    intermediate_size=128,
-    conv_dim=(64,) * 7,
-    num_conv_pos_embedding_groups=4,
-    vocab_size=32,
-)
+TINY_DATA2VEC_AUDIO_CONFIG = _TINY_ENCODER | dict(num_conv_pos_embedding_groups=4)
 # Whisper's encoder with its real front end (80 mel bins, 1500 frames = 30 s), narrowed; a token-free tiny decoder.
 TINY_WHISPER_CONFIG = dict(
     d_model=64,

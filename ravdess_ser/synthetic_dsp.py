@@ -260,10 +260,15 @@ def _f0_track(
     semitones = semitones + style.final_st * final**2
     for _ in range(3):  # slow wander
         semitones = semitones + 0.25 * pm.sin(2 * np.pi * rng.uniform(0.7, 2.5) * grid + rng.uniform(0, 2 * np.pi))
-    if style.tremor_st > 0:
-        tremor = pm.sin(2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi))
-        semitones = semitones + style.tremor_st * tremor
+    semitones = semitones + _tremor(style, grid, rng)
     return np.interp(times, grid, np.clip(voice.f0 * pm.exp2(semitones / 12.0), 50.0, 600.0))
+
+
+def _tremor(style: Style, grid: np.ndarray, rng: np.random.Generator) -> np.ndarray | float:
+    """The emotion's pitch tremor in semitones, spoken or sung; without one, no random numbers are drawn."""
+    if style.tremor_st <= 0:
+        return 0.0
+    return style.tremor_st * pm.sin(2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi))
 
 
 def _melody_track(
@@ -294,9 +299,7 @@ def _melody_track(
     vibrato = pm.sin(2 * np.pi * rng.uniform(5.0, 6.5) * grid + rng.uniform(0, 2 * np.pi))
     semitones = semitones + rng.uniform(0.25, 0.45) * vibrato
     semitones = semitones + 0.1 * pm.sin(2 * np.pi * rng.uniform(0.5, 1.5) * grid + rng.uniform(0, 2 * np.pi))
-    if style.tremor_st > 0:
-        tremor = pm.sin(2 * np.pi * rng.uniform(4.5, 7.0) * grid + rng.uniform(0, 2 * np.pi))
-        semitones = semitones + style.tremor_st * tremor
+    semitones = semitones + _tremor(style, grid, rng)
     return np.interp(times, grid, np.clip(voice.f0 * pm.exp2(semitones / 12.0), 50.0, 800.0))
 
 
