@@ -24,7 +24,7 @@ random weights: the same FLOPs as facebook/wav2vec2-base, and no download.
     python benchmarks/embed_benchmark.py --actors 3 --throughput-actors 1 --rounds 1 --skip-dvc  # a quick look
     python benchmarks/embed_benchmark.py --actors 3 --peers-only        # only the runtimes side by side
 
-The peers need `pip install -r benchmarks/requirements.txt` (left out, with a line saying so, without it).
+The ONNX exports go to a cache in the scratch folder (RAVDESS_SER_CACHE), not the user's.
 Results go to benchmarks/results/embed_benchmark.{json,md}, one section per CPU class: a run replaces what it
 measured in its own class's section and keeps the other classes'. With torch's kernels forced narrower
 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS) the section says so and is kept apart.
@@ -55,8 +55,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from dvc_project import dvc, environment, make_project, update_params  # noqa: E402
 from peer_runtimes import cosine_per_frame, measure_peers  # noqa: E402
-from timed import NATIVE_BFLOAT16, cpu_class, cpu_flags  # noqa: E402
 
+from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_flags  # noqa: E402
 from ravdess_ser.audio import ResampleConfig, read_audio, resample_actor  # noqa: E402
 from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, save_embedding  # noqa: E402
 from ravdess_ser.models import save_random_wav2vec2  # noqa: E402
@@ -272,6 +272,7 @@ def main() -> None:
     if args.work is None:
         args.work = Path(tempfile.mkdtemp(prefix="ravdess-ser-benchmark-"))
     shutil.rmtree(args.work, ignore_errors=True)
+    os.environ["RAVDESS_SER_CACHE"] = str(args.work / "onnx-cache")  # the dvc repro's stages inherit it
     actors = [f"{a:02d}" for a in range(1, args.actors + 1)]
     key, machine = machine_section()
     print(f"CPU class: {key} ({machine['cpu']}, {machine['cores']} cores, torch kernels {machine['torch_kernels']})",
@@ -444,9 +445,11 @@ def render(key: str, r: dict) -> str:
 
 def render_peers(key: str, p: dict) -> list[str]:
     f, v, a = p["fidelity_to_torch_fp32"], p["vs_torch_fp32"], p["audio_seconds_per_second"]
-    what = {"torch fp32": "torch eager fp32, exact mode's forward pass (pre-normalised input)",
-            "exact stage": "our exact stage (normalisation, forward, layer summaries)",
-            "fast stage": "our fast stage (the same, int8 linear layers, bf16 convolutions where native)",
+    # Sections measured before embed.runtime existed ran both stages in torch.
+    runtimes = p.get("runtimes", {"exact stage": "torch float32", "fast stage": "torch int8 + bfloat16"})
+    what = {"torch fp32": "torch eager fp32 (pre-normalised input)",
+            "exact stage": f"our exact stage, in {runtimes['exact stage']} (normalisation, forward, layer summaries)",
+            "fast stage": f"our fast stage, in {runtimes['fast stage']} (the same)",
             "ONNX Runtime fp32": f"ONNX Runtime {p['versions'].get('onnxruntime')} fp32 (opset 17, all optimisations)",
             "ONNX Runtime int8": "ONNX Runtime dynamic int8 (MatMul)",
             "OpenVINO f32": f"OpenVINO {p['versions'].get('openvino', '').split('-')[0]} f32"}
@@ -463,8 +466,6 @@ def render_peers(key: str, p: dict) -> list[str]:
               "openvino_vs_torch_fp32": "OpenVINO f32 / torch fp32"}
     lines += ["", f"Speed ratios, CPU class {key} (above 1: the first is faster): " + "; ".join(
         f"{labels[name]} **{ratio:.2f}x**" for name, ratio in p["ratios"].items()) + "."]
-    if p["missing"]:
-        lines += ["", "Not measured, not installed: " + ", ".join(p["missing"]) + "."]
     return lines + [""]
 
 

@@ -2,34 +2,36 @@
 
 Runtimes, each given one clip at a time:
 
-- torch fp32: exact mode's own model and forward pass (every hidden state out), on pre-normalised input;
-- the exact and the fast stage's per-clip path (normalisation, forward pass, layer summaries) on raw clips;
+- torch fp32: the model in torch's eager mode (``embed.runtime: torch``), every hidden state out, on
+  pre-normalised input;
+- the exact and the fast stage's per-clip path (normalisation, forward pass, layer summaries) on raw clips, in
+  the runtimes ``embed.runtime: auto`` picks on this CPU (ravdess_ser/cpu_runtimes.py);
 - ONNX Runtime fp32: ``torch.onnx.export`` of the same model (opset 17, every hidden state an output),
-  all graph optimisations, the same thread count, on pre-normalised input;
+  all graph optimisations, the same thread count, on pre-normalised input: the exact stage's own export and
+  session, without the stage around it;
 - ONNX Runtime dynamic int8: the same graph with its MatMuls quantised (``quantize_dynamic``);
 - OpenVINO f32: the same ONNX file, inference precision pinned to f32 (on a bf16 CPU it would pick bf16).
 
 The machine is shared, so no absolute time is trusted alone: within a round every clip goes through every
 runtime in turn, the order rotating from clip to clip, and a ratio is the median over rounds of the
-per-round ratio. The peers are optional (``benchmarks/requirements.txt``); a missing one is left out
-with a line saying so.
+per-round ratio.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ravdess_ser.embed import SpeechEncoderEmbedder
+from ravdess_ser.cpu_runtimes import ForwardModule, export_onnx, onnxruntime_run, openvino_run, runtime_version
+from ravdess_ser.embed import SpeechEncoderEmbedder, hidden_layers
 
 Runner = Callable[[np.ndarray], np.ndarray]  # a clip in, its last layer's frames (T, features) out
-OPSET = 17
 
 
 def interleaved_seconds(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
@@ -62,50 +64,17 @@ def cosine_per_frame(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
 
 
-class AllLayers(torch.nn.Module):
-    """The model with its hidden states as outputs, as exact mode reads them (its last is the last hidden state)."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        output = self.model(input_values, output_hidden_states=True)
-        return (*output.hidden_states[:-1], output.last_hidden_state)
-
-
-def export_onnx(model: torch.nn.Module, path: Path) -> Path:
-    """``model`` as ONNX at ``path``, the number of samples dynamic."""
-    outputs = [f"layer_{k}" for k in range(model.config.num_hidden_layers + 1)]
-    with warnings.catch_warnings(), torch.inference_mode():
-        # The TorchScript exporter is deprecated in torch 2.11; the dynamo one needs onnxscript, one pin more. Its
-        # tracer warns that transformers' is_causal test becomes a constant: False for an encoder, always.
-        warnings.simplefilter("ignore")
-        # .eval(): the exporter restores the wrapper's mode afterwards, recursively, and a new module is in training.
-        torch.onnx.export(AllLayers(model).eval(), (torch.zeros(1, 64_000),), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=["input_values"], output_names=outputs,
-                          dynamic_axes={"input_values": {1: "samples"}} | {name: {1: "frames"} for name in outputs})
+def export_peer_onnx(model: torch.nn.Module, path: Path) -> Path:
+    """``model`` as ONNX at ``path`` with every hidden state an output, the number of samples dynamic: the
+    export the exact stage runs (ravdess_ser.cpu_runtimes), without its cache."""
+    module = ForwardModule(model, functools.partial(hidden_layers, all_layers=True), "input_values")
+    example = np.zeros((1, 64_000), dtype=np.float32)
+    export_onnx(module, example, "input_values", dynamic=True, outputs=model.config.num_hidden_layers + 1, path=path)
     return path
 
 
-def onnx_runtime_runner(path: Path, threads: int) -> Runner:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda values: session.run(None, {"input_values": values[None]})[-1][0]
-
-
-def openvino_runner(path: Path, threads: int) -> Runner:
-    import openvino
-
-    compiled = openvino.Core().compile_model(str(path), "CPU", {
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-    last = compiled.outputs[-1]
-    return lambda values: compiled(values[None])[last][0]
+def last_layer(run) -> Runner:
+    return lambda values: run(values[None])[-1][0]
 
 
 def stage_runner(embedder: SpeechEncoderEmbedder) -> Runner:
@@ -128,24 +97,17 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
     runners: dict[str, Runner] = {"torch fp32": forward_runner(exact), "exact stage": stage_runner(exact),
                                   "fast stage": stage_runner(fast)}
     stage_input = {"exact stage", "fast stage"}
-    missing, export_seconds = [], None
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        missing.append("onnxruntime (pip install -r benchmarks/requirements.txt)")
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        fp32 = export_onnx(exact.model, work / "model.onnx")
-        export_seconds = time.perf_counter() - start
-        int8 = work / "model.int8.onnx"
-        quantize_dynamic(fp32, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-        runners["ONNX Runtime fp32"] = onnx_runtime_runner(fp32, threads)
-        runners["ONNX Runtime int8"] = onnx_runtime_runner(int8, threads)
-        try:
-            runners["OpenVINO f32"] = openvino_runner(fp32, threads)
-        except ImportError:
-            missing.append("openvino (pip install -r benchmarks/requirements.txt)")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    fp32 = export_peer_onnx(exact.model, work / "model.onnx")
+    export_seconds = time.perf_counter() - start
+    int8 = work / "model.int8.onnx"
+    quantize_dynamic(fp32, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    runners["ONNX Runtime fp32"] = last_layer(onnxruntime_run(fp32, threads))
+    runners["ONNX Runtime int8"] = last_layer(onnxruntime_run(int8, threads))
+    runners["OpenVINO f32"] = last_layer(openvino_run(fp32, threads, "float32"))
 
     inputs = {name: clips if name in stage_input else normalised for name in runners}
     frames = {name: [run(values) for values in inputs[name]] for name, run in runners.items()}
@@ -162,7 +124,8 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
               ("torch fp32", "ONNX Runtime fp32"), "openvino_vs_torch_fp32": ("OpenVINO f32", "torch fp32")}
     return {
         "clips": len(clips), "audio_seconds": audio_seconds, "rounds": rounds, "threads": threads,
-        "versions": _versions(), "missing": missing, "onnx_export_seconds": export_seconds,
+        "versions": _versions(), "runtimes": {"exact stage": str(exact.runtime), "fast stage": str(fast.runtime)},
+        "onnx_export_seconds": export_seconds,
         "audio_seconds_per_second": {name: audio_seconds / statistics.median(s) for name, s in seconds.items()},
         "vs_torch_fp32": {name: median_ratio(seconds, name, "torch fp32") for name in runners},
         "ratios": {key: median_ratio(seconds, a, b) for key, (a, b) in ratios.items() if a in runners and b in runners},
@@ -171,10 +134,4 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
 
 
 def _versions() -> dict[str, str]:
-    versions = {"torch": torch.__version__}
-    for name in ("onnxruntime", "openvino"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return versions
+    return {name: runtime_version(name) for name in ("torch", "onnxruntime", "openvino")}

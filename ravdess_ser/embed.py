@@ -32,6 +32,8 @@ or learn a weighted sum of all of them, without embedding again.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import socket
@@ -46,6 +48,7 @@ import soundfile as sf
 from ravdess_ser.params import (DEVICES_ALLOWED, check_choice, check_param, convert_params, param, positive,
                                 valid_device)
 from ravdess_ser.atomic import remove_stale_temporaries
+from ravdess_ser.atomic import write_text_atomic
 from ravdess_ser.audio import is_wav, read_audio, write_skip_report
 from ravdess_ser.device import resolve_device
 from ravdess_ser.errors import PipelineError
@@ -54,6 +57,10 @@ from ravdess_ser.embedding_files import LAYER_SUMMARY_DIR, layer_summary_path, s
 log = logging.getLogger(__name__)
 
 MODES = ("exact", "fast")
+# embed.runtime's choices: what runs the model on the CPU (ravdess_ser.cpu_runtimes).
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+# What ran the model, written next to each actor's embeddings.
+RUNTIME_RECORD = "runtime.json"
 # Encoders with wav2vec2's layout: the same feature extractor, CNN front end and encoder.layers.
 WAV2VEC2_LAYOUT = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 # Whisper's encoder (of a whole Whisper checkpoint, as the hub has them), on its log-mel feature extractor.
@@ -71,8 +78,12 @@ class EmbedConfig:
     revision: str | None = param(None, "hub revision (commit hash) to pin a hub model to; ignored for local folders")
     layer: int = param(-1, "transformer layer to keep: 0 = transformer input, k = output of block k, -1 = last hidden state")
     device: str = param("auto", "torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1, ...")
-    mode: str = param("exact", "exact: float32, one clip at a time; fast: int8 linear layers and bfloat16 "
-                      "convolutions on CPU, float16 length-bucketed batches on CUDA (docs/performance.md has the trade-off)")
+    mode: str = param("exact", "exact: float32, one clip at a time; fast: bfloat16 (CPUs with AVX512-BF16 or AMX) or "
+                      "int8 linear layers (other CPUs), float16 length-bucketed batches on CUDA (docs/performance.md "
+                      "has the trade-off)")
+    runtime: str = param("auto", "what runs the model on the CPU: auto (exact: ONNX Runtime float32; fast: OpenVINO "
+                         "bfloat16 where the CPU has native bfloat16, else ONNX Runtime int8; each checked against "
+                         "torch, falling back to torch), onnxruntime, openvino or torch; CUDA always runs torch")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
     layer_summary: bool = param(True, "also save every layer's mean and std over time, (layers + 1, 2, features), "
@@ -85,6 +96,7 @@ class EmbedConfig:
                     "-1 (the last hidden state) or a layer number, 0 or more")
         check_param("embed.device", self.device, valid_device(self.device), DEVICES_ALLOWED)
         check_choice("embed.mode", self.mode, MODES)
+        check_choice("embed.runtime", self.runtime, RUNTIMES)
         check_choice("embed.storage", self.storage, STORAGE_DTYPES)
         check_param("embed.batch_seconds", self.batch_seconds, positive(self.batch_seconds), "a positive number")
 
@@ -232,7 +244,8 @@ class SpeechEncoderEmbedder:
         else:
             model = truncate_to_layer(model, config.layer)
         model = model.to(self.device).eval()
-        if config.mode == "fast" and self.device.type == "cpu":
+        self.runtime, self._run, self.runtime_record = self._load_runtime(model)
+        if self.runtime.name == "torch" and config.mode == "fast" and self.device.type == "cpu":
             from ravdess_ser.fast_mode import quantise_for_cpu
 
             model = quantise_for_cpu(model)
@@ -242,6 +255,24 @@ class SpeechEncoderEmbedder:
         # (per-frame cosine to the clip alone down to 0.6 on the miniature model): it runs one clip at a time too.
         self.batches = (config.mode == "fast" and self.device.type == "cuda"
                         and model.config.model_type != "data2vec-audio")
+
+    def _load_runtime(self, model):
+        """What runs ``model``: torch itself, or an export of it in ONNX Runtime or OpenVINO on the CPU
+        (:mod:`ravdess_ser.cpu_runtimes`), with its run and its record for ``runtime.json``."""
+        from ravdess_ser.cpu_runtimes import load_runtime, runtime_candidates
+
+        candidates = runtime_candidates(self.config.runtime, self.config.mode, self.device.type)
+        # Noise of two lengths: the export's example and the check's trial clip differ, so that a length the
+        # trace baked in shows in the check. Whisper's window has one length anyway.
+        noise = np.random.default_rng(0).standard_normal(2 * self.sample_rate).astype(np.float32)
+        if self.whisper:
+            trial = example = self._log_mel([noise])["input_features"].cpu().numpy()
+        else:
+            example, trial = (self._normalise(noise[:n])[None] for n in (len(noise), len(noise) * 2 // 3))
+        input_name = "input_features" if self.whisper else "input_values"
+        return load_runtime(model, functools.partial(hidden_layers, all_layers=self.config.layer_summary),
+                            candidates, pinned=self.config.runtime != "auto", trial=trial, example=example,
+                            input_name=input_name, dynamic=not self.whisper)
 
     def _autocast(self):
         import torch
@@ -287,14 +318,16 @@ class SpeechEncoderEmbedder:
         layer's, ``(batch, layers + 1, time, features)``, from one forward pass."""
         import torch
 
-        with torch.inference_mode(), self._autocast():
-            output = self.model(**inputs, output_hidden_states=self.config.layer_summary)
+        values = next(iter(inputs.values()))
+        # The export takes one clip without a mask; batches (CUDA's fast mode, whose logic tests run on the CPU)
+        # go through the torch model.
+        if self._run is not None and len(inputs) == 1 and values.shape[0] == 1:
+            layers = [torch.from_numpy(layer) for layer in self._run(values.numpy())]
+        else:
+            with torch.inference_mode(), self._autocast():
+                layers = hidden_layers(self.model, inputs, self.config.layer_summary)
         if not self.config.layer_summary:
-            return output.last_hidden_state.float(), None
-        # hidden_states[k] is the output of block k (0: the transformer's input), what truncation keeps. The top
-        # layer is the model's output, after the final LayerNorm of pre-LN models, as embed.layer=-1 gives it
-        # (transformers' hidden_states[-1] stops before that LayerNorm).
-        layers = (*output.hidden_states[:-1], output.last_hidden_state)
+            return layers[-1].float(), None
         return layers[self.config.layer].float(), torch.stack(layers, dim=1).float()
 
     def _embed_one(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -367,6 +400,20 @@ class SpeechEncoderEmbedder:
                 for row in range(len(clips))]
 
 
+def hidden_layers(model, inputs: dict, all_layers: bool) -> tuple:
+    """The model's output: every layer's hidden states, ``(layers + 1)`` tensors of ``(batch, time, features)``,
+    if ``all_layers``, else the last hidden state alone, in a 1-tuple.
+
+    hidden_states[k] is the output of block k (0: the transformer's input), what truncation keeps. The top layer
+    is the model's output, after the final LayerNorm of pre-LN models, as embed.layer=-1 gives it (transformers'
+    hidden_states[-1] stops before that LayerNorm). The ONNX export traces this function too.
+    """
+    output = model(**inputs, output_hidden_states=all_layers)
+    if not all_layers:
+        return (output.last_hidden_state,)
+    return (*output.hidden_states[:-1], output.last_hidden_state)
+
+
 def length_buckets(lengths: list[int], max_padded_samples: float, max_length_ratio: float = 1.25) -> list[list[int]]:
     """Group clip indices into batches of similar length whose padded size stays under the budget.
 
@@ -430,7 +477,8 @@ def check_sample_rates(wavs: list[Path], model_rate: int, model: str, audio_dir:
 def embed_actor(embedder: SpeechEncoderEmbedder, audio_dir: Path, out_dir: Path, progress: bool = True) -> list[Path]:
     """Embed every WAV of one actor folder to ``out_dir/<clip>.npy``; skipped clips go to ``skipped.tsv``.
 
-    With ``layer_summary``, each clip's layer summary goes to ``out_dir/layer_summary/<clip>.npy``.
+    With ``layer_summary``, each clip's layer summary goes to ``out_dir/layer_summary/<clip>.npy``. What ran the
+    model (runtime, version, precision, CPU class and its check's figure) goes to ``out_dir/runtime.json``.
     """
     from tqdm import tqdm
 
@@ -455,6 +503,9 @@ def embed_actor(embedder: SpeechEncoderEmbedder, audio_dir: Path, out_dir: Path,
             continue
         paths.append(path)
         clips.append(samples)
+    from ravdess_ser.cpu_runtimes import describe
+
+    log.info("embed %s: %s", audio_dir.name, describe(embedder.runtime_record))
     written = []
     bar = tqdm(total=len(clips), desc=f"embed {audio_dir.name}", unit="clip", disable=not progress)
     for path, (features, summary) in zip(paths, embedder.embed_many(clips)):
@@ -466,6 +517,7 @@ def embed_actor(embedder: SpeechEncoderEmbedder, audio_dir: Path, out_dir: Path,
         bar.update()
     bar.close()
     write_skip_report(out_dir, skipped)
+    write_text_atomic(out_dir / RUNTIME_RECORD, json.dumps(embedder.runtime_record, indent=1, sort_keys=True) + "\n")
     return written
 
 

@@ -1,4 +1,5 @@
-"""``embed.mode=fast`` on the CPU: int8 linear layers and bfloat16 convolutions, everything else float32.
+"""``embed.mode=fast`` on the CPU in torch (``embed.runtime: torch``, and auto's last fall-back,
+:mod:`ravdess_ser.cpu_runtimes`): int8 linear layers and bfloat16 convolutions, everything else float32.
 
 The linear layers (60% of wav2vec2-base's FLOPs) get int8 weights, one scale
 per output channel, and int8 activations quantised on the fly (torch's dynamic

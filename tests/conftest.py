@@ -12,6 +12,8 @@ Markers (registered in pyproject.toml; ``make test-fast`` runs the tests with no
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # test_worker_security's workers and second user.
 SERVER_FIXTURES = {"server", "sshd", "worker_env", "shared_tmp"}
 TINY_MODEL = REPO_ROOT / "models" / "wav2vec2-tiny-random"
+# The embed stage's ONNX exports (ravdess_ser/cpu_runtimes.py) go to the session's own cache, not the user's; the
+# stages the tests' DVC projects run inherit it. Removed when the session ends.
+_ONNX_CACHE = tempfile.TemporaryDirectory(prefix="ravdess-ser-test-cache-")
+os.environ["RAVDESS_SER_CACHE"] = _ONNX_CACHE.name
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Exact-mode frames of a few clips, for comparing float results across CPU classes.
 
-Run as a script, it writes them to the .npz path it is given, so a test can compute them under another CPU's
-kernels (and a newcomer on another machine can compare with the committed tests/data/embedding_reference.npz).
+Run as a script, it writes them to the .npz path it is given (``--runtime`` as ``embed.runtime``, default auto), so a
+test can compute them under another CPU's kernels (and a newcomer on another machine can compare with the committed
+tests/data/embedding_reference.npz).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ CLIPS = speech_clip_names(5)[::15]
 MODEL = REPO_ROOT / "models" / "wav2vec2-tiny-random"
 
 
-def reference_frames() -> dict[str, np.ndarray]:
-    embedder = SpeechEncoderEmbedder(EmbedConfig(str(MODEL), layer_summary=False))
+def reference_frames(runtime: str = "auto") -> dict[str, np.ndarray]:
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(MODEL), layer_summary=False, runtime=runtime))
     frames = {}
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
@@ -38,4 +39,10 @@ def reference_frames() -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    np.savez(sys.argv[1], **reference_frames())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--runtime", default="auto")
+    args = parser.parse_args()
+    np.savez(args.out, **reference_frames(args.runtime))

@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from peer_runtimes import interleaved_seconds, median_ratio  # noqa: E402
-from timed import NATIVE_BFLOAT16, cpu_class  # noqa: E402
+from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class  # noqa: E402
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -115,10 +115,10 @@ def _cosine_per_frame(a, b):
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
-def test_fast_mode_stays_close_to_exact(tiny_model):
+def test_torchs_fast_mode_stays_close_to_exact(tiny_model):
     clip = tone(1.0, 16_000) + 0.01 * np.random.default_rng(0).standard_normal(16_000).astype(np.float32)
-    exact = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model))).embed(clip)
-    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
+    exact = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), runtime="torch")).embed(clip)
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast", runtime="torch"))
     assert isinstance(embedder.model.encoder.layers[0].feed_forward.intermediate_dense, torch.ao.nn.quantized.dynamic.Linear)
     if torch.ops.mkldnn._is_mkldnn_bf16_supported():
         assert embedder.model.feature_extractor.conv_layers[0].conv.weight.dtype == torch.bfloat16

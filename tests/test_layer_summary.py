@@ -82,11 +82,16 @@ def test_the_summary_is_every_layers_mean_and_std_over_time(tmp_path, model_dir,
     np.testing.assert_allclose(summary[-1, 0], np.load(first).mean(axis=0), atol=1e-5)  # layer -1 is the top one
 
 
-def test_frames_and_summary_come_from_one_forward_pass_per_clip(tmp_path, model_dir, audio_dir):
-    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=1, layer_summary=True))
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_frames_and_summary_come_from_one_forward_pass_per_clip(tmp_path, model_dir, audio_dir, runtime):
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=1, layer_summary=True, runtime=runtime))
     assert len(embedder.model.encoder.layers) == 3  # every block is kept: the summary needs them all
     calls = []
-    embedder.model.register_forward_hook(lambda module, args, output: calls.append(1))
+    if runtime == "torch":
+        embedder.model.register_forward_hook(lambda module, args, output: calls.append(1))
+    else:
+        run = embedder._run
+        embedder._run = lambda values: calls.append(1) or run(values)
     written = embed_actor(embedder, audio_dir, tmp_path, progress=False)
     assert len(calls) == len(written) == 3
 
@@ -103,6 +108,17 @@ def test_fast_mode_runs_every_architecture_close_to_exact(model_dir):
     fast = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), mode="fast")).embed(clip)
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and cosine.mean() > 0.99
+
+def test_exact_mode_runs_every_architecture_in_onnx_runtime_within_1e4_of_torch(model_dir):
+    clip = tone(0.9, 16_000, 240.0) + 0.01 * np.random.default_rng(0).standard_normal(14_400).astype(np.float32)
+    exported = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=True))
+    assert exported.runtime.name == "onnxruntime"  # not a fall-back to torch
+    [(frames, summary)] = exported.embed_many([clip])
+    [(expected_frames, expected_summary)] = SpeechEncoderEmbedder(
+        EmbedConfig(str(model_dir), layer_summary=True, runtime="torch")).embed_many([clip])
+    np.testing.assert_allclose(frames, expected_frames, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(summary, expected_summary, atol=1e-4, rtol=0)
+
 
 def test_a_model_that_is_not_a_speech_encoder_is_refused(tmp_path):
     from transformers import BertConfig, BertModel

@@ -74,9 +74,9 @@ def test_layer_k_is_hugging_faces_hidden_state_k_and_the_blocks_above_are_not_co
     np.testing.assert_allclose(embedder.embed(CLIP), reference[-1], atol=1e-5)  # layer -1 is the top one
 
 
-def test_fast_mode_stays_close_to_exact(model_dir):
-    exact = SpeechEncoderEmbedder(EmbedConfig(str(model_dir))).embed(CLIP)
-    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), mode="fast"))
+def test_torchs_fast_mode_stays_close_to_exact(model_dir):
+    exact = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), runtime="torch")).embed(CLIP)
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), mode="fast", runtime="torch"))
     modules = list(embedder.model.modules())
     assert sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in modules) >= LAYERS * 6  # 6 per block
     assert not [m for m in modules if isinstance(m, torch.nn.Linear)]  # every linear layer is int8
@@ -87,6 +87,16 @@ def test_fast_mode_stays_close_to_exact(model_dir):
     assert not np.array_equal(fast, exact)  # it really ran in int8
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and cosine.mean() > 0.99
+
+
+def test_whispers_encoder_runs_in_onnx_runtime_within_1e4_of_torch(whisper):
+    exported = SpeechEncoderEmbedder(EmbedConfig(str(whisper)))
+    assert exported.runtime.name == "onnxruntime"  # not a fall-back to torch
+    [(frames, summary)] = exported.embed_many([CLIP])
+    [(expected_frames, expected_summary)] = SpeechEncoderEmbedder(
+        EmbedConfig(str(whisper), runtime="torch")).embed_many([CLIP])
+    np.testing.assert_allclose(frames, expected_frames, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(summary, expected_summary, atol=1e-4, rtol=0)
 
 
 @pytest.mark.slow

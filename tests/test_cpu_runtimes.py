@@ -1,0 +1,152 @@
+"""The CPU runtimes (ravdess_ser/cpu_runtimes.py): which one each mode picks, per CPU class; that what runs is
+checked against torch and recorded; the fall-back and the pinned runtimes' one-line errors; the ONNX cache."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pwd
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tone
+from ravdess_ser.cpu_runtimes import (FAST_MIN_COSINE, ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST, OPENVINO_FAST,
+                                      TORCH_EXACT, TORCH_FAST, load_runtime, runtime_candidates)
+from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, hidden_layers
+from ravdess_ser.errors import PipelineError
+
+CLIP = tone(1.1, 16_000, 200.0) + 0.01 * np.random.default_rng(1).standard_normal(17_600).astype(np.float32)
+
+
+@pytest.mark.parametrize("cpu, mode, expected", [
+    ("AMX", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
+    ("AVX2", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
+    ("AMX", "fast", [OPENVINO_FAST, ONNXRUNTIME_FAST, TORCH_FAST]),
+    ("AVX512-BF16", "fast", [OPENVINO_FAST, ONNXRUNTIME_FAST, TORCH_FAST]),
+    ("AVX-512", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),  # no native bfloat16: OpenVINO would emulate it
+    ("AVX2", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),
+])
+def test_auto_picks_by_mode_and_cpu_class_and_ends_in_torch(cpu, mode, expected):
+    assert runtime_candidates("auto", mode, "cpu", cpu) == expected
+
+
+def test_a_pinned_runtime_is_the_only_candidate_and_cuda_runs_torch():
+    assert runtime_candidates("onnxruntime", "fast", "cpu", "AVX2") == [ONNXRUNTIME_FAST]
+    assert runtime_candidates("torch", "exact", "cpu", "AMX") == [TORCH_EXACT]
+    assert runtime_candidates("auto", "fast", "cuda", "AMX") == [TORCH_FAST]
+    with pytest.raises(PipelineError, match=r"^embed.runtime=onnxruntime runs on the CPU only, and embed.device is "
+                                            r"cuda; use auto or torch \(allowed: auto, torch, onnxruntime, openvino\)$"):
+        runtime_candidates("onnxruntime", "exact", "cuda", "AMX")
+    with pytest.raises(PipelineError, match="^embed.runtime=openvino with embed.mode=fast needs a CPU with native "
+                                            "bfloat16 .AVX512-BF16 or AMX., and this one has none"):
+        runtime_candidates("openvino", "fast", "cpu", "AVX2")
+
+
+def test_a_bad_runtime_param_is_one_line():
+    with pytest.raises(PipelineError, match="embed.runtime"):
+        EmbedConfig("m", runtime="tensorrt")
+
+
+def test_exact_mode_runs_onnx_runtime_within_1e4_of_torch_and_records_it(tmp_path, tiny_model, caplog):
+    caplog.set_level("INFO")
+    audio = tmp_path / "16k" / "Actor_01"
+    audio.mkdir(parents=True)
+    import soundfile as sf
+
+    for index, seconds in enumerate((0.7, 1.3)):
+        sf.write(audio / f"03-01-0{index + 1}-01-01-01-01.wav", tone(seconds, 16_000, 180.0 + 40 * index), 16_000,
+                 subtype="PCM_16")
+    outputs = {}
+    for runtime in ("auto", "torch"):
+        embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), runtime=runtime))
+        outputs[runtime] = embed_actor(embedder, audio, tmp_path / runtime, progress=False)
+    record = json.loads((tmp_path / "auto" / "runtime.json").read_text())
+    assert (record["runtime"], record["precision"]) == ("onnxruntime", "float32")
+    assert record["max_abs_diff_to_torch_float32"] <= 1e-4 and record["threads"] == torch.get_num_threads()
+    assert json.loads((tmp_path / "torch" / "runtime.json").read_text())["runtime"] == "torch"
+    assert f"embed Actor_01: onnxruntime {record['version']} float32 on this {record['cpu_class']} CPU" in caplog.text
+    for ours, reference in zip(outputs["auto"], outputs["torch"]):
+        frames, expected = np.load(ours), np.load(reference)
+        assert frames.shape == expected.shape and not np.array_equal(frames, expected)  # it really ran elsewhere
+        np.testing.assert_allclose(frames, expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(np.load(ours.parent / "layer_summary" / ours.name),
+                                   np.load(reference.parent / "layer_summary" / reference.name), atol=1e-4, rtol=0)
+
+
+def test_fast_mode_runs_outside_torch_and_passes_its_cosine_check(tiny_model):
+    exact = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), runtime="torch")).embed(CLIP)
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
+    assert embedder.runtime in (OPENVINO_FAST, ONNXRUNTIME_FAST)
+    fast = embedder.embed(CLIP)
+    cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
+    assert fast.shape == exact.shape and not np.array_equal(fast, exact)
+    assert cosine.mean() >= FAST_MIN_COSINE
+
+
+def _baked_length(model, inputs, all_layers):
+    """A forward pass whose trace keeps the example's length as a constant: wrong at any other length."""
+    values = inputs["input_values"]
+    layers = hidden_layers(model, {"input_values": values[:, : int(values.shape[1])]}, all_layers)
+    return tuple(layer[:, : int(layer.shape[1]) // 2 * 2] for layer in layers)
+
+
+def _trial(tiny_model):
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), runtime="torch"))
+    noise = np.random.default_rng(0).standard_normal(32_000).astype(np.float32)
+    return embedder.model, embedder._normalise(noise[:21_111])[None], embedder._normalise(noise)[None]
+
+
+def test_an_export_that_fails_its_check_falls_back_to_torch_with_a_log_line(tiny_model, caplog):
+    model, trial, example = _trial(tiny_model)
+    forward = functools.partial(_baked_length, all_layers=True)
+    runtime, run, record = load_runtime(model, forward, [ONNXRUNTIME_EXACT, TORCH_EXACT], pinned=False,
+                                        trial=trial, example=example, input_name="input_values", dynamic=True)
+    assert runtime == TORCH_EXACT and run is None
+    [passed_over] = record["passed_over"]
+    assert passed_over.startswith("onnxruntime float32: ")
+    assert "embed: onnxruntime float32 cannot run this wav2vec2 model" in caplog.text
+    assert "trying the next runtime" in caplog.text
+    with pytest.raises(PipelineError, match="^embed.runtime=onnxruntime cannot run wav2vec2 in float32 here: .*; "
+                                            "use auto or torch$"):
+        load_runtime(model, forward, [ONNXRUNTIME_EXACT], pinned=True, trial=trial, example=example,
+                     input_name="input_values", dynamic=True)
+
+
+def _cache_entries():
+    return sorted(os.listdir(os.path.join(os.environ["RAVDESS_SER_CACHE"], "onnx")))
+
+
+def test_the_export_is_cached_by_what_it_is_made_of(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setenv("RAVDESS_SER_CACHE", str(tmp_path / "cache"))
+    SpeechEncoderEmbedder(EmbedConfig(str(tiny_model)))
+    [entry] = _cache_entries()
+    model_file = tmp_path / "cache" / "onnx" / entry / "model.onnx"
+    written = model_file.stat().st_mtime_ns
+    SpeechEncoderEmbedder(EmbedConfig(str(tiny_model)))  # the same model, outputs and code: read, not exported
+    assert _cache_entries() == [entry] and model_file.stat().st_mtime_ns == written
+    SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), layer_summary=False))  # other outputs: another export
+    SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast", runtime="onnxruntime"))  # its int8 copy
+    entries = _cache_entries()
+    assert len(entries) == 3 and entry in entries and sum(e.endswith("-int8") for e in entries) == 1
+    assert oct((tmp_path / "cache" / "onnx").stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to hand the cache folder to a second user (nobody)")
+@pytest.mark.parametrize("make_unsafe", ["another user's", "group-writable"])
+def test_a_cache_folder_that_is_not_private_is_not_used(tmp_path, monkeypatch, tiny_model, caplog, make_unsafe):
+    folder = tmp_path / "cache" / "onnx"
+    folder.mkdir(parents=True)
+    if make_unsafe == "another user's":
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(folder, 0o700)
+    else:
+        os.chmod(folder, 0o770)
+    monkeypatch.setenv("RAVDESS_SER_CACHE", str(tmp_path / "cache"))
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model)))
+    assert embedder.runtime == ONNXRUNTIME_EXACT  # exported all the same, to a private temporary folder
+    assert os.listdir(folder) == []
+    assert "is not a private folder of this user's" in caplog.text and "exporting without it" in caplog.text
