@@ -216,8 +216,12 @@ def openvino_run(path: Path, threads: int, precision: str) -> Run:
         "INFERENCE_PRECISION_HINT": {"float32": "f32", "bfloat16": "bf16"}[precision],
         "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()
-    # The request's output tensors are reused by its next inference: copy them out.
-    return lambda values: [np.array(request.infer([values])[output]) for output in compiled.outputs]
+
+    def run(values: np.ndarray) -> list[np.ndarray]:
+        results = request.infer([values])
+        # The request's output tensors are reused by its next inference: copy them out.
+        return [np.array(results[output]) for output in compiled.outputs]
+    return run
 
 
 def describe(record: dict) -> str:

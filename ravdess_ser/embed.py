@@ -315,7 +315,7 @@ class SpeechEncoderEmbedder:
 
     def _forward(self, inputs: dict):
         """The chosen layer's frames ``(batch, time, features)``, and with ``layer_summary`` every
-        layer's, ``(batch, layers + 1, time, features)``, from one forward pass."""
+        layer's, a list of ``layers + 1`` such tensors, from one forward pass."""
         import torch
 
         values = next(iter(inputs.values()))
@@ -328,7 +328,7 @@ class SpeechEncoderEmbedder:
                 layers = hidden_layers(self.model, inputs, self.config.layer_summary)
         if not self.config.layer_summary:
             return layers[-1].float(), None
-        return layers[self.config.layer].float(), torch.stack(layers, dim=1).float()
+        return layers[self.config.layer].float(), [layer.float() for layer in layers]
 
     def _embed_one(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
@@ -338,7 +338,7 @@ class SpeechEncoderEmbedder:
             return self._embed_batch([samples])[0]
         input_values = torch.from_numpy(self._normalise(samples)).unsqueeze(0).to(self.device)
         frames, layers = self._forward({"input_values": input_values})
-        return frames[0].cpu().numpy(), None if layers is None else summarise_layers(layers[0])
+        return frames[0].cpu().numpy(), None if layers is None else summarise_layers([layer[0] for layer in layers])
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
         """Embed one clip: ``(samples,)`` float at the model's rate -> ``(frames, features)`` float32."""
@@ -396,7 +396,7 @@ class SpeechEncoderEmbedder:
         hidden = hidden.cpu().numpy()
         frames = self.frame_counts(lengths)
         # Each clip's summary covers its own frames only, never the padding.
-        return [(hidden[row, : frames[row]], None if layers is None else summarise_layers(layers[row, :, : frames[row]]))
+        return [(hidden[row, : frames[row]], None if layers is None else summarise_layers([layer[row, : frames[row]] for layer in layers]))
                 for row in range(len(clips))]
 
 
@@ -449,15 +449,15 @@ def _receptive_field(layers: list[tuple[int, int]]) -> int:
 
 
 def summarise_layers(layers) -> np.ndarray:
-    """``(layers, time, features)`` tensor -> ``(layers, 2, features)``: each layer's mean and std over time.
+    """``(time, features)`` tensors, one per layer -> ``(layers, 2, features)``: each layer's mean and std over time
+    (layer by layer: stacking them first would copy every hidden state once more).
 
     The standard deviation is the population one (divided by the frame count), as the
     classifier's own mean+std pooling computes it from frames.
     """
     import torch
 
-    std, mean = torch.std_mean(layers, dim=1, correction=0)
-    return torch.stack([mean, std], dim=1).cpu().numpy()
+    return torch.stack([torch.stack(torch.std_mean(layer, dim=0, correction=0)[::-1]) for layer in layers]).cpu().numpy()
 
 
 def check_sample_rates(wavs: list[Path], model_rate: int, model: str, audio_dir: Path) -> None:
