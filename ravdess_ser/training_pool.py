@@ -7,11 +7,9 @@ so the results do not depend on how many processes run them.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import signal
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from ravdess_ser.device import resolve_device
 from ravdess_ser.manifest import ManifestRow
+from ravdess_ser.process_pool import sigint_held
 from ravdess_ser.train_config import TrainConfig
 
 
@@ -45,32 +44,6 @@ def _start_trainer(rows: Sequence[ManifestRow], root: Path, ignore_interrupt: bo
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Every summary is read from disk once per process, for all the runs it does.
     _trainer.update(rows=rows, root=root, loaded={})
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Ctrl-C held back while the pool starts its processes.
-
-    Blocked in this thread, SIGINT stays blocked in the processes it starts (the mask survives exec), so it never
-    reaches them, not even while they import torch before their initializer runs. A SIGINT that comes meanwhile
-    (another thread of this process, which does not block it, may take it) is kept by a handler and handed to the
-    previous one on leaving: a KeyboardInterrupt raised halfway through starting a process left that process
-    without its instructions, and it printed an EOFError traceback.
-    """
-    held = []
-    handler = signal.getsignal(signal.SIGINT)
-    in_charge = threading.current_thread() is threading.main_thread() and handler is not None
-    if in_charge:
-        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now, in the handler above
-        if in_charge:
-            signal.signal(signal.SIGINT, handler)
-    if held and callable(handler):
-        handler(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
 
 
 def _train_one(config: TrainConfig) -> RunResult:
@@ -103,7 +76,7 @@ def train_all(rows: Sequence[ManifestRow], root: Path, configs: Sequence[TrainCo
     pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_trainer, initargs=(list(rows), Path(root), True))
     try:
-        with _sigint_held():  # the pool starts its processes as the trainings are submitted
+        with sigint_held():  # the pool starts its processes as the trainings are submitted
             results = pool.map(_train_one, configs)
         return list(results)
     finally:
