@@ -338,7 +338,8 @@ class SpeechEncoderEmbedder:
             return self._embed_batch([samples])[0]
         input_values = torch.from_numpy(self._normalise(samples)).unsqueeze(0).to(self.device)
         frames, layers = self._forward({"input_values": input_values})
-        return frames[0].cpu().numpy(), None if layers is None else summarise_layers([layer[0] for layer in layers])
+        summary = None if layers is None else summarise_layers([layer[0].cpu().numpy() for layer in layers])
+        return frames[0].cpu().numpy(), summary
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
         """Embed one clip: ``(samples,)`` float at the model's rate -> ``(frames, features)`` float32."""
@@ -396,7 +397,8 @@ class SpeechEncoderEmbedder:
         hidden = hidden.cpu().numpy()
         frames = self.frame_counts(lengths)
         # Each clip's summary covers its own frames only, never the padding.
-        return [(hidden[row, : frames[row]], None if layers is None else summarise_layers([layer[row, : frames[row]] for layer in layers]))
+        return [(hidden[row, : frames[row]], None if layers is None else summarise_layers(
+                    [layer[row, : frames[row]].cpu().numpy() for layer in layers]))
                 for row in range(len(clips))]
 
 
@@ -449,15 +451,18 @@ def _receptive_field(layers: list[tuple[int, int]]) -> int:
 
 
 def summarise_layers(layers) -> np.ndarray:
-    """``(time, features)`` tensors, one per layer -> ``(layers, 2, features)``: each layer's mean and std over time
-    (layer by layer: stacking them first would copy every hidden state once more).
+    """``(time, features)`` arrays, one per layer -> ``(layers, 2, features)``: each layer's mean and std over time.
 
     The standard deviation is the population one (divided by the frame count), as the
-    classifier's own mean+std pooling computes it from frames.
+    classifier's own mean+std pooling computes it from frames. numpy computes them, in float64, on one thread:
+    torch's OpenMP threads, woken between two ONNX Runtime runs, would fight its spinning threads for the cores
+    (the exact stage ran at 0.82x its own ONNX Runtime session so on the 2-core AMX Xeon).
     """
-    import torch
-
-    return torch.stack([torch.stack(torch.std_mean(layer, dim=0, correction=0)[::-1]) for layer in layers]).cpu().numpy()
+    summaries = []
+    for layer in layers:
+        frames = layer.astype(np.float64)
+        summaries.append([frames.mean(axis=0), frames.std(axis=0)])
+    return np.asarray(summaries, dtype=np.float32)
 
 
 def check_sample_rates(wavs: list[Path], model_rate: int, model: str, audio_dir: Path) -> None:
