@@ -131,7 +131,10 @@ def repro_in_one_process(project: Path, target: str) -> list[str]:
     assert all(c[:2] == ["python", "-m"] and c[2].startswith("stages.") for c in commands), stages
     run([sys.executable, "-c", _COMMANDS_IN_ONE_PROCESS, json.dumps(commands)], project,
         env={"RAVDESS_SER_WORKER": "0"})  # the jobs in this process too, not in a warm worker
-    dvc(project, "commit", "--force", "--with-deps", target)
+    # Twice: the first pass writes each per-actor output's .gitignore into the folders that a later stage (the
+    # manifest) depends on, after it has hashed them; `dvc repro` writes it before the later stage runs.
+    for _ in range(2):
+        dvc(project, "commit", "--force", "--with-deps", target)
     assert json.loads(dvc(project, "status", "--json", "--with-deps", target).stdout) == {}
     return [name for name, _ in stages]
 
