@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from dvc_project import dvc, git, make_project
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The fixtures that start a server: test_download's HTTP server, test_remote's sshd, test_worker's warm worker,
@@ -34,6 +37,28 @@ os.environ["RAVDESS_SER_CACHE"] = _ONNX_CACHE.name
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     return TINY_MODEL
+
+
+@dataclass(frozen=True)
+class ReproducedProject:
+    path: Path  # never changed by a test: start from a copy (dvc_project.copy_project)
+    repro_stdout: str  # what its first `dvc repro` printed
+    audit: Path  # where that repro's stages recorded what they imported and read (in-process: the jobs too)
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory) -> ReproducedProject:
+    """The tiny project (tests/dvc_project.py) after its first `dvc repro`, committed.
+
+    Its pipeline runs once a session: test_pipeline_dvc checks that run, and the modules that need a reproduced
+    project (test_remote, test_experiments, test_upstreams_dvc) each start from a copy instead of running it again.
+    """
+    audit = tmp_path_factory.mktemp("audit")
+    project = make_project(tmp_path_factory.mktemp("reproduced") / "project")
+    result = dvc(project, "repro", env={"RAVDESS_SER_AUDIT_DIR": str(audit), "RAVDESS_SER_WORKER": "0"})
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "repro")
+    return ReproducedProject(project, result.stdout, audit)
 
 
 def tone(seconds: float, sample_rate: int, frequency: float = 220.0, channels: int = 1) -> np.ndarray:

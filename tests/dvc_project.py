@@ -7,6 +7,7 @@ seconds rather than minutes.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -87,6 +88,55 @@ def make_project(dest: Path, params: dict | None = None) -> Path:
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "project")
     return dest
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    """A byte-for-byte copy of a project: workspace, git history, dvc.lock, DVC cache and run-cache.
+
+    Not a clone: the copy already has every output, as if it had run what ``source`` ran. DVC keys its
+    site cache (state, index) by the project's path, so the copy shares nothing with ``source``.
+    """
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
+
+
+# `target` and the stages before it, deps first (DVC's own graph, as `dvc repro` orders them), as JSON
+# [[stage, command], ...].
+_STAGES_BEFORE = """
+import json, sys
+import networkx
+from dvc.repo import Repo
+repo = Repo(".")
+(target,) = repo.stage.collect(sys.argv[1])
+print(json.dumps([[stage.addressing, stage.cmd] for stage in networkx.dfs_postorder_nodes(repo.index.graph, target)]))
+"""
+# Runs each `python -m stages.<name> ARGS...` command given as JSON, in this one process, as its `__main__`.
+_COMMANDS_IN_ONE_PROCESS = """
+import json, runpy, sys
+for command in json.loads(sys.argv[1]):
+    sys.argv = command[2:]
+    runpy.run_module(command[2], run_name="__main__", alter_sys=True)
+"""
+
+
+def repro_in_one_process(project: Path, target: str) -> list[str]:
+    """What `dvc repro target` does, with every stage's command run in one Python process, then `dvc commit`.
+
+    For a test whose subject comes after many stages (24 actors: 49 stages before the manifest): the same commands
+    in the same order, with the same params.yaml, but without a fresh interpreter, torch import and DVC bookkeeping
+    per stage. `dvc commit` then records them in dvc.lock as `dvc repro` would have. Returns the stages that ran.
+    """
+    stages = json.loads(run([sys.executable, "-c", _STAGES_BEFORE, target], project).stdout)
+    commands = [command.split() for _, command in stages]
+    assert all(c[:2] == ["python", "-m"] and c[2].startswith("stages.") for c in commands), stages
+    run([sys.executable, "-c", _COMMANDS_IN_ONE_PROCESS, json.dumps(commands)], project,
+        env={"RAVDESS_SER_WORKER": "0"})  # the jobs in this process too, not in a warm worker
+    # Twice: the first pass writes each per-actor output's .gitignore into the folders that a later stage (the
+    # manifest) depends on, after it has hashed them; `dvc repro` writes it before the later stage runs.
+    for _ in range(2):
+        dvc(project, "commit", "--force", "--with-deps", target)
+    assert json.loads(dvc(project, "status", "--json", "--with-deps", target).stdout) == {}
+    return [name for name, _ in stages]
 
 
 def stages_run(output: str) -> set[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dvc_project import BIN, dvc, environment, git, make_project
+from dvc_project import BIN, copy_project, dvc, environment, git
 
 pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test-fast`
 
@@ -37,12 +37,9 @@ def _crossval_metrics(project: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("experiments") / "project")
-    dvc(project, "repro")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "repro")
-    return project
+def project(reproduced_project, tmp_path_factory):
+    """A copy of the session's reproduced project (conftest.py), its repro committed."""
+    return copy_project(reproduced_project.path, tmp_path_factory.mktemp("experiments") / "project")
 
 
 def _run_queue(project: Path) -> None:

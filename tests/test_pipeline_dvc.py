@@ -23,7 +23,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from dvc_project import (REPO_ROOT, TRAINING_STAGES, dvc, environment, git, make_project, stages_restored, stages_run,
+from dvc_project import (REPO_ROOT, TRAINING_STAGES, copy_project, dvc, environment, git, stages_restored, stages_run,
                          update_params)
 from plot_pages import external_scripts, plot_specs, remote_resources, render_svgs
 from ravdess_ser.ravdess import EMOTION_NAMES
@@ -35,14 +35,9 @@ ALL_STAGES = {"download", "label-manifest"} | TRAINING_STAGES | {f"{s}@{a}" for 
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("pipeline") / "project")
-
-
-@pytest.fixture(scope="module")
-def audit(tmp_path_factory):
-    """Where the first repro's stages record what they imported and read (in-process, so the jobs count too)."""
-    return tmp_path_factory.mktemp("audit")
+def project(reproduced_project, tmp_path_factory):
+    """The session's freshly reproduced project (conftest.py), copied: the scenarios below change it."""
+    return copy_project(reproduced_project.path, tmp_path_factory.mktemp("pipeline") / "project")
 
 
 def _commit(project, message):
@@ -56,9 +51,8 @@ def _reset(project):
     dvc(project, "checkout", "--force")
 
 
-def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project, audit):
-    first = dvc(project, "repro", env={"RAVDESS_SER_AUDIT_DIR": str(audit), "RAVDESS_SER_WORKER": "0"})
-    assert stages_run(first.stdout) == ALL_STAGES
+def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project, reproduced_project):
+    assert stages_run(reproduced_project.repro_stdout) == ALL_STAGES
     metrics = json.loads((project / "experiments/train/metrics.json").read_text())
     assert {"accuracy", "unweighted_accuracy", "macro_f1", "recall"} <= set(metrics["test"])
     for actor in ACTORS:
@@ -70,16 +64,16 @@ def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project, audit):
     assert {"mean", "std"} == set(crossval["unweighted_accuracy"])
     sweep = json.loads((project / "experiments/layer_sweep/metrics.json").read_text())
     assert sweep["layers"] == 5  # the miniature model's transformer input and its 4 blocks
-    _commit(project, "repro")
+    assert git(project, "status", "--porcelain").stdout == ""  # the fixture committed the repro
 
     second = dvc(project, "repro")
     assert stages_run(second.stdout) == set()
     assert "Data and pipelines are up to date" in second.stdout
 
 
-def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_params(project, audit):
+def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_params(project, reproduced_project):
     definitions = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    records = {path.stem: json.loads(path.read_text()) for path in audit.glob("*.json")}
+    records = {path.stem: json.loads(path.read_text()) for path in reproduced_project.audit.glob("*.json")}
     assert set(records) == ALL_STAGES
     for stage, record in records.items():
         definition = definitions[stage.split("@")[0]]

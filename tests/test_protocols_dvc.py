@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dvc_project import dvc, git, make_project
+from dvc_project import dvc, git, make_project, repro_in_one_process, stages_run
 from test_protocols import EMOBOX_TEST_SETS
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,10 @@ PARAMS = {
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("protocols") / "project", PARAMS)
-    # The embeddings once, for both experiments; layer-sweep needs layer summaries and is no target here.
-    dvc(project, "repro", "label-manifest")
+    # The embeddings once, for both experiments; layer-sweep needs layer summaries and is no target here. The 49
+    # stages' commands in one process (test_pipeline_dvc runs them under `dvc repro`): the subject is crossval.
+    ran = repro_in_one_process(project, "label-manifest")
+    assert len(ran) == 1 + 24 + 24 + 1  # download, resample and embed per actor, label-manifest
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "embeddings")
     return project
@@ -38,7 +40,7 @@ def _report(project: Path) -> tuple[dict, list[dict]]:
 
 
 def test_emobox_by_name_runs_its_six_folds_on_speech_only(project):
-    dvc(project, "exp", "run", "-S", "train.protocol=emobox", "crossval")
+    assert stages_run(dvc(project, "exp", "run", "-S", "train.protocol=emobox", "crossval").stdout) == {"crossval"}
     metrics, runs = _report(project)
     assert metrics["protocol"]["name"] == "emobox" and metrics["protocol"]["subsets"] == "speech"
     assert [set(fold["test_actors"]) for fold in metrics["per_fold"]] == EMOBOX_TEST_SETS
@@ -52,7 +54,7 @@ def test_emobox_by_name_runs_its_six_folds_on_speech_only(project):
 
 
 def test_pepino2021_by_name_runs_five_seeds_of_seven_classes_with_song(project):
-    dvc(project, "exp", "run", "-S", "train.protocol=pepino2021", "crossval")
+    assert stages_run(dvc(project, "exp", "run", "-S", "train.protocol=pepino2021", "crossval").stdout) == {"crossval"}
     metrics, runs = _report(project)
     assert metrics["protocol"] | {"overrides": "-"} == {
         "name": "pepino2021", "classes": 7, "seeds": 5, "validation": "speakers", "normalisation": "global",

@@ -1,6 +1,6 @@
 """Sharing results through a DVC remote, with real `dvc` in temporary git repos on a tiny corpus.
 
-One "origin" project runs `dvc repro` once, pushes its outputs and its run-cache to a
+One "origin" project (a copy of the session's reproduced one, conftest.py) pushes its outputs and its run-cache to a
 local-directory remote (as on a shared filesystem) and commits the remote's address. Every
 test starts from fresh `git clone`s of it: a clone has its own, empty DVC cache, so it shares
 nothing with origin but git and the remote. The SSH tests do the same through `dvc-ssh`
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvc_project import clone, dvc, git, make_project, stages_pulled, stages_restored, stages_run, update_params
+from dvc_project import clone, copy_project, dvc, git, stages_pulled, stages_restored, stages_run, update_params
 from http_server import refused_port
 from sshd import keygen, sshd  # noqa: F401 (sshd is the fixture)
 
@@ -48,16 +48,14 @@ class Origin:
 
 
 @pytest.fixture(scope="module")
-def origin(tmp_path_factory) -> Origin:
+def origin(reproduced_project, tmp_path_factory) -> Origin:
     root = tmp_path_factory.mktemp("shared")
-    project = make_project(root / "origin")
+    project = copy_project(reproduced_project.path, root / "origin")  # its repro committed, its run-cache full
+    pipeline = stages_run(reproduced_project.repro_stdout)
+    assert pipeline >= UPSTREAM | {"label-manifest", "train"}
     store = root / "store"
     dvc(project, "remote", "add", "-d", "storage", str(store))
     git(project, "commit", "-q", "-am", "The team's remote: a directory on the shared filesystem")
-
-    pipeline = stages_run(dvc(project, "repro").stdout)
-    assert pipeline >= UPSTREAM | {"label-manifest", "train"}
-    _commit(project, "repro")
     dvc(project, "push", "--run-cache")
 
     experiment = dvc(project, "exp", "run", "-S", f"embed.layer={RUN_CACHED_LAYER}", "label-manifest")

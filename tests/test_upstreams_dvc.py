@@ -1,7 +1,9 @@
 """data2vec-audio and the Whisper encoder through the real pipeline: `dvc repro` of a small synthetic project.
 
-Each project is the tests' tiny one (tests/dvc_project.py: 3 actors, short clips), with the upstream's miniature
-random model written into its models/ folder (a dependency of every embed stage) and named by embed.model.
+Each project is a copy of the session's reproduced tiny one (conftest.py; tests/dvc_project.py: 3 actors, short
+clips), with the upstream's miniature random model written into its models/ folder (a dependency of every embed
+stage) and named by embed.model: the repro embeds anew and trains on it, and reuses the corpus and its resampling,
+which do not depend on the model.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import soundfile as sf
 
 from functools import partial
 
-from dvc_project import TINY_PARAMS, dvc, git, make_project, stages_run
+from dvc_project import TINY_PARAMS, copy_project, dvc, git, stages_run, update_params
 from ravdess_ser.audio import read_skip_report
 from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.models import save_tiny_data2vec_audio, save_tiny_whisper
@@ -36,15 +38,16 @@ def _frames(upstream: str, samples: int) -> int:
     # tiny project's clips are about 0.6 s): the same code, a fifteenth of the work.
     ("whisper", partial(save_tiny_whisper, window_seconds=2), 2),
 ])
-def test_dvc_repro_runs_the_whole_pipeline_on_the_upstream(tmp_path, upstream, save, layer):
-    project = make_project(tmp_path / "project",
-                           TINY_PARAMS | {"embed": {"model": f"models/{upstream}-tiny-random", "layer": layer}})
+def test_dvc_repro_runs_the_whole_pipeline_on_the_upstream(reproduced_project, tmp_path, upstream, save, layer):
+    project = copy_project(reproduced_project.path, tmp_path / "project")
+    update_params(project, {"embed": {"model": f"models/{upstream}-tiny-random", "layer": layer}})
     save(project / "models" / f"{upstream}-tiny-random")
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", f"the miniature {upstream}")
 
     result = dvc(project, "repro", env={"RAVDESS_SER_WORKER": "0"})
-    assert {f"embed@{actor}" for actor in ACTORS} | {"crossval", "layer-sweep"} <= stages_run(result.stdout)
+    downstream = {f"embed@{actor}" for actor in ACTORS} | {"label-manifest", "train", "crossval", "layer-sweep"}
+    assert stages_run(result.stdout) == downstream  # everything the model feeds; the corpus and resampling do not
     for actor in ACTORS:
         audio = project / f"data/audio_16k/Actor_{actor}"
         embeddings = project / f"experiments/audio_embeddings/Actor_{actor}"
