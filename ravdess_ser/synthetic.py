@@ -95,7 +95,7 @@ from tqdm import tqdm
 from ravdess_ser.atomic import remove_stale_temporaries
 from ravdess_ser.audio import write_audio
 from ravdess_ser.errors import PipelineError
-from ravdess_ser.process_pool import sigint_held
+from ravdess_ser.process_pool import die_with_parent, sigint_held
 from ravdess_ser.ravdess import (
     ACTORS_WITHOUT_SONG,
     ALL_ACTORS,
@@ -253,7 +253,8 @@ def generate_corpus(
                 bar.update(1)
             return paths
         # spawn, not fork: the caller may have started torch's thread pools, and a forked child of those can hang.
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
         try:
             with sigint_held():  # the pool starts its processes as the clips are submitted
                 written = pool.map(_write_clip_job, jobs, chunksize=max(1, len(jobs) // (8 * processes)))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ravdess_ser.device import resolve_device
 from ravdess_ser.manifest import ManifestRow
-from ravdess_ser.process_pool import sigint_held
+from ravdess_ser.process_pool import die_with_parent, sigint_held
 from ravdess_ser.train_config import TrainConfig
 
 
@@ -38,8 +38,9 @@ MAX_PROCESSES = 8
 _trainer: dict = {}
 
 
-def _start_trainer(rows: Sequence[ManifestRow], root: Path, ignore_interrupt: bool) -> None:
-    if ignore_interrupt:
+def _start_trainer(rows: Sequence[ManifestRow], root: Path, pool_parent: int | None = None) -> None:
+    if pool_parent is not None:  # a pool's process
+        die_with_parent(pool_parent)
         # Ctrl-C reaches the whole process group; the parent alone handles it, without a traceback per child.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Every summary is read from disk once per process, for all the runs it does.
@@ -67,14 +68,14 @@ def train_all(rows: Sequence[ManifestRow], root: Path, configs: Sequence[TrainCo
     if processes is None:
         processes = pool_processes(configs[0], len(configs))
     if processes <= 1:
-        _start_trainer(rows, root, ignore_interrupt=False)
+        _start_trainer(rows, root)
         try:
             return [_train_one(config) for config in configs]
         finally:
             _trainer.clear()
     # spawn, not fork: forking a process that has used torch's thread pools can deadlock the children.
     pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_start_trainer, initargs=(list(rows), Path(root), True))
+                               initializer=_start_trainer, initargs=(list(rows), Path(root), os.getpid()))
     try:
         with sigint_held():  # the pool starts its processes as the trainings are submitted
             results = pool.map(_train_one, configs)
