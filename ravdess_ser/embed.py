@@ -47,8 +47,7 @@ import soundfile as sf
 
 from ravdess_ser.params import (DEVICES_ALLOWED, check_choice, check_param, convert_params, param, positive,
                                 valid_device)
-from ravdess_ser.atomic import remove_stale_temporaries
-from ravdess_ser.atomic import write_text_atomic
+from ravdess_ser.atomic import remove_stale_temporaries, write_text_atomic
 from ravdess_ser.audio import is_wav, read_audio, write_skip_report
 from ravdess_ser.device import resolve_device
 from ravdess_ser.errors import PipelineError
