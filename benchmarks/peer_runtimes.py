@@ -14,7 +14,10 @@ Runtimes, each given one clip at a time:
 
 The machine is shared, so no absolute time is trusted alone: within a round every clip goes through every
 runtime in turn, the order rotating from clip to clip, and a ratio is the median over rounds of the
-per-round ratio.
+per-round ratio. Before each timed run the benchmark waits :data:`SETTLE_SECONDS`, untimed: each runtime keeps
+its own pool of threads, which spin for a while after a run, and without the pause they would still be taking the
+cores from the next runtime (the embed stage has one runtime in its process; measured on the 2-core AMX Xeon,
+the pause moved the exact stage from 0.91x to 0.96x of the same ONNX Runtime session beside OpenVINO's).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ravdess_ser.cpu_runtimes import ForwardModule, export_onnx, onnxruntime_run
 from ravdess_ser.embed import SpeechEncoderEmbedder, hidden_layers
 
 Runner = Callable[[np.ndarray], np.ndarray]  # a clip in, its last layer's frames (T, features) out
+SETTLE_SECONDS = 0.02
 
 
 def interleaved_seconds(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
@@ -47,6 +51,7 @@ def interleaved_seconds(runners: dict[str, Runner], inputs: dict[str, list[np.nd
         for index in range(len(inputs[names[0]])):
             shift = index % len(names)
             for name in names[shift:] + names[:shift]:
+                time.sleep(SETTLE_SECONDS)
                 start = time.perf_counter()
                 runners[name](inputs[name][index])
                 spent[name] += time.perf_counter() - start

@@ -3,8 +3,9 @@
 tests/data/embedding_reference.npz holds the exact-mode frames of four clips from the miniature model, as an AMX
 Xeon computed them in torch. Other CPU classes add in another order (AVX2 and AVX-512 kernels, 8 or 16 lanes), so their
 frames differ in the last bits: measured up to 5.7e-6 absolute (values up to 3.7) with torch's AVX2 and SSE kernels
-forced here. Exact mode's ONNX Runtime differs from torch by as little (its load-time check allows 1e-4, and
-records the figure in runtime.json), but its kernels cannot be forced down, so only its AMX frames are compared here.
+forced here. Exact mode's ONNX Runtime and OpenVINO differ from torch by as little (their load-time check allows 1e-4,
+and records the figure in runtime.json), but their kernels cannot be forced down, so only this CPU's frames in
+the runtime it picks are compared here.
 The tolerance below leaves a margin of about 17 times the torch figure.
 """
 
@@ -33,7 +34,7 @@ def _assert_close_to_reference(frames) -> None:
         np.testing.assert_allclose(frames[name], reference[name], rtol=0, atol=TOLERANCE, err_msg=name)
 
 
-@pytest.mark.parametrize("runtime", ["auto", "torch"])  # auto: ONNX Runtime
+@pytest.mark.parametrize("runtime", ["auto", "torch"])  # auto: OpenVINO float32 on AMX, else ONNX Runtime
 def test_this_machine_is_within_the_tolerance_of_the_reference(runtime):
     _assert_close_to_reference(reference_frames(runtime))
 

@@ -82,7 +82,7 @@ def test_the_summary_is_every_layers_mean_and_std_over_time(tmp_path, model_dir,
     np.testing.assert_allclose(summary[-1, 0], np.load(first).mean(axis=0), atol=1e-5)  # layer -1 is the top one
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino"])
 def test_frames_and_summary_come_from_one_forward_pass_per_clip(tmp_path, model_dir, audio_dir, runtime):
     embedder = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer=1, layer_summary=True, runtime=runtime))
     assert len(embedder.model.encoder.layers) == 3  # every block is kept: the summary needs them all
@@ -109,10 +109,11 @@ def test_fast_mode_runs_every_architecture_close_to_exact(model_dir):
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and cosine.mean() > 0.99
 
-def test_exact_mode_runs_every_architecture_in_onnx_runtime_within_1e4_of_torch(model_dir):
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])  # exact mode's two exports, whatever this CPU picks
+def test_exact_mode_runs_every_architecture_in_both_runtimes_within_1e4_of_torch(model_dir, runtime):
     clip = tone(0.9, 16_000, 240.0) + 0.01 * np.random.default_rng(0).standard_normal(14_400).astype(np.float32)
-    exported = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=True))
-    assert exported.runtime.name == "onnxruntime"  # not a fall-back to torch
+    exported = SpeechEncoderEmbedder(EmbedConfig(str(model_dir), layer_summary=True, runtime=runtime))
+    assert exported.runtime.name == runtime  # pinned: a failed check would have stopped it
     [(frames, summary)] = exported.embed_many([clip])
     [(expected_frames, expected_summary)] = SpeechEncoderEmbedder(
         EmbedConfig(str(model_dir), layer_summary=True, runtime="torch")).embed_many([clip])
