@@ -29,8 +29,11 @@ pipeline: $(STAMP)
 	@dvc plots show --out experiments/plots >/dev/null && \
 		echo "Plots: experiments/plots/index.html (works offline; or run 'dvc plots show')"
 
+# pytest-xdist workers, each taking a whole test module at a time (a DVC module's tests share the project its
+# module fixture builds, in order): 2 fit 2 cores; `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(TIMED) "make test" -- python -m pytest
+	$(TIMED) "make test" -- python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # Every test but those marked dvc, server or slow (pyproject.toml): about a minute on 2 cores (docs/development.md).
 test-fast: $(STAMP)

@@ -12,7 +12,7 @@ import yaml
 from dvc.utils.serialize import modify_yaml
 
 from ravdess_ser import dvc_cli
-from tests.dvc_project import REPO_ROOT, dvc, git, run
+from dvc_project import REPO_ROOT, dvc, git, run
 
 LOCK = REPO_ROOT / "dvc.lock"
 
