@@ -3,17 +3,19 @@
 On the CPU the same model runs faster outside torch's eager mode (docs/performance.md has the figures, by CPU
 class), so with ``embed.runtime: auto`` the stage runs, on the CPU:
 
-- exact mode in float32, each clip alone: in OpenVINO on the CPU classes of :data:`OPENVINO_EXACT_CLASSES`, where
-  its float32 was measured faster than ONNX Runtime's, elsewhere in ONNX Runtime;
-- fast mode in OpenVINO at bfloat16 inference precision where the CPU has native bfloat16 (AVX512-BF16, AMX),
-  and elsewhere in ONNX Runtime with int8 MatMuls (dynamic quantisation, activations quantised per clip).
+- exact mode in ONNX Runtime, float32, each clip alone;
+- fast mode in ONNX Runtime with int8 MatMuls (dynamic quantisation, activations quantised per clip).
+
+OpenVINO (``embed.runtime: openvino``: float32, or bfloat16 in fast mode where the CPU has it natively) is not
+auto's choice: it prepares its kernels anew for every input length it has not seen, and the stage meets every
+clip's length once, so with fresh lengths it measured slower than ONNX Runtime on the AMX Xeon (exact 0.86x,
+bfloat16 0.67x ONNX Runtime's int8; benchmarks/results/embed_benchmark.md).
 
 Every runtime is checked when it is loaded, against torch's float32 forward pass on a trial clip whose length
 differs from the export's example (so a length the trace baked in would show): exact mode's frames must be
 within :data:`EXACT_MAX_ABS_DIFF` of torch's, fast mode's mean per-frame cosine at least
 :data:`FAST_MIN_COSINE`. A runtime that fails the check, or cannot take the model, gives way to the next
-candidate (OpenVINO bf16, then ONNX Runtime int8, then torch; OpenVINO fp32 where it leads, then ONNX Runtime
-fp32, then torch) with a log line
+candidate (ONNX Runtime, then torch) with a log line
 saying why. A runtime the user pinned (``embed.runtime: onnxruntime`` or ``openvino``) has no fallback: it
 runs, or the stage stops in one line. What ran, and its check's figure, go to each actor's ``runtime.json``.
 
@@ -53,10 +55,6 @@ from ravdess_ser.errors import PipelineError
 log = logging.getLogger(__name__)
 
 OPSET = 17
-# Where exact mode runs in OpenVINO float32 rather than ONNX Runtime's: the classes where benchmarks/embed_benchmark.py
-# measured it faster, side by side (benchmarks/results/embed_benchmark.md). On the AVX2 EPYC of issue 13 it ran at
-# 0.81x ONNX Runtime's float32; AVX-512 and AVX512-BF16 are not measured yet, so they keep ONNX Runtime.
-OPENVINO_EXACT_CLASSES = ("AMX",)
 EXACT_MAX_ABS_DIFF = 1e-4
 FAST_MIN_COSINE = 0.999
 
@@ -88,16 +86,14 @@ def runtime_candidates(requested: str, mode: str, device_type: str, cpu: str | N
             raise PipelineError(f"embed.runtime={requested} runs on the CPU only, and embed.device is "
                                 f"{device_type}; use auto or torch (allowed: {', '.join(RUNTIMES)})")
         return [TORCH_EXACT if mode == "exact" else TORCH_FAST]
-    cpu = cpu or cpu_class()
-    native_bfloat16 = cpu in NATIVE_BFLOAT16
+    native_bfloat16 = (cpu or cpu_class()) in NATIVE_BFLOAT16
     if requested == "openvino" and mode == "fast" and not native_bfloat16:
         raise PipelineError("embed.runtime=openvino with embed.mode=fast needs a CPU with native bfloat16 "
                             "(AVX512-BF16 or AMX), and this one has none; use auto (ONNX Runtime int8 here), "
                             "onnxruntime or torch")
     exact = mode == "exact"
     return {
-        "auto": [*([OPENVINO_EXACT] if cpu in OPENVINO_EXACT_CLASSES else []), ONNXRUNTIME_EXACT, TORCH_EXACT] if exact else
-                [*([OPENVINO_FAST] if native_bfloat16 else []), ONNXRUNTIME_FAST, TORCH_FAST],
+        "auto": [ONNXRUNTIME_EXACT, TORCH_EXACT] if exact else [ONNXRUNTIME_FAST, TORCH_FAST],
         "torch": [TORCH_EXACT if exact else TORCH_FAST],
         "onnxruntime": [ONNXRUNTIME_EXACT if exact else ONNXRUNTIME_FAST],
         "openvino": [OPENVINO_EXACT if exact else OPENVINO_FAST],

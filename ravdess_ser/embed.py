@@ -80,10 +80,8 @@ class EmbedConfig:
     mode: str = param("exact", "exact: float32, one clip at a time; fast: bfloat16 (CPUs with AVX512-BF16 or AMX) or "
                       "int8 linear layers (other CPUs), float16 length-bucketed batches on CUDA (docs/performance.md "
                       "has the trade-off)")
-    runtime: str = param("auto", "what runs the model on the CPU: auto (exact: float32, in OpenVINO on AMX "
-                         "CPUs, else ONNX Runtime; fast: OpenVINO "
-                         "bfloat16 where the CPU has native bfloat16, else ONNX Runtime int8; each checked against "
-                         "torch, falling back to torch), onnxruntime, openvino or torch; CUDA always runs torch")
+    runtime: str = param("auto", "what runs the model on the CPU: auto (ONNX Runtime: float32 in exact mode, "
+                         "int8 MatMuls in fast mode; checked against torch, falling back to torch), onnxruntime, openvino or torch; CUDA always runs torch")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
     layer_summary: bool = param(True, "also save every layer's mean and std over time, (layers + 1, 2, features), "

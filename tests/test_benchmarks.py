@@ -33,12 +33,15 @@ def test_only_amx_and_avx512_bf16_count_as_native_bfloat16():
 
 def test_interleaving_runs_every_clip_once_per_round_and_rotates_who_goes_first():
     calls = []
-    runners = {name: (lambda clip, name=name: calls.append((name, int(clip[0])))) for name in "abc"}
-    inputs = {name: [np.array([index]) for index in range(4)] for name in "abc"}
+    runners = {name: (lambda clip, name=name: calls.append((name, int(clip[0]), len(clip)))) for name in "abc"}
+    inputs = {name: [np.full(10_000 + index, index) for index in range(4)] for name in "abc"}
     seconds = interleaved_seconds(runners, inputs, rounds=2)
-    assert calls[:3] == [("a", 0), ("b", 0), ("c", 0)]  # the untimed warm-up
-    timed = calls[3:]
+    assert [call[:2] for call in calls[:3]] == [("a", 0), ("b", 0), ("c", 0)]  # the untimed warm-up
+    timed = [call[:2] for call in calls[3:]]
     assert len(timed) == 2 * 4 * 3 and all(timed.count((n, i)) == 2 for n in "abc" for i in range(4))
+    for name in "abc":  # no runner meets a length twice, the warm-up's included
+        lengths = [length for runner, _, length in calls if runner == name]
+        assert len(set(lengths)) == len(lengths) == 1 + 2 * 4
     firsts = [timed[k][0] for k in range(0, len(timed), 3)]
     assert firsts == ["a", "b", "c", "a"] * 2
     assert {name: len(s) for name, s in seconds.items()} == {"a": 2, "b": 2, "c": 2}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import tone
-from ravdess_ser.cpu_runtimes import (FAST_MIN_COSINE, ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST, OPENVINO_EXACT,
+from ravdess_ser.cpu_runtimes import (FAST_MIN_COSINE, ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST,
                                       OPENVINO_FAST, TORCH_EXACT, TORCH_FAST, load_runtime, runtime_candidates)
 from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, hidden_layers
 from ravdess_ser.errors import PipelineError
@@ -22,16 +22,13 @@ CLIP = tone(1.1, 16_000, 200.0) + 0.01 * np.random.default_rng(1).standard_norma
 
 
 @pytest.mark.parametrize("cpu, mode, expected", [
-    ("AMX", "exact", [OPENVINO_EXACT, ONNXRUNTIME_EXACT, TORCH_EXACT]),  # OpenVINO's float32 measured faster there
-    ("AVX512-BF16", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
-    ("AVX-512", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
+    ("AMX", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
     ("AVX2", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
-    ("AMX", "fast", [OPENVINO_FAST, ONNXRUNTIME_FAST, TORCH_FAST]),
-    ("AVX512-BF16", "fast", [OPENVINO_FAST, ONNXRUNTIME_FAST, TORCH_FAST]),
-    ("AVX-512", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),  # no native bfloat16: OpenVINO would emulate it
+    # OpenVINO's bfloat16 prepares kernels per new input length: slower than ONNX Runtime int8 on fresh lengths.
+    ("AMX", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),
     ("AVX2", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),
 ])
-def test_auto_picks_by_mode_and_cpu_class_and_ends_in_torch(cpu, mode, expected):
+def test_auto_picks_onnx_runtime_by_mode_on_every_cpu_class_and_ends_in_torch(cpu, mode, expected):
     assert runtime_candidates("auto", mode, "cpu", cpu) == expected
 
 
@@ -82,7 +79,7 @@ def test_exact_mode_runs_this_cpu_classes_runtime_within_1e4_of_torch_and_record
 def test_fast_mode_runs_outside_torch_and_passes_its_cosine_check(tiny_model):
     exact = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), runtime="torch")).embed(CLIP)
     embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
-    assert embedder.runtime in (OPENVINO_FAST, ONNXRUNTIME_FAST)
+    assert embedder.runtime == ONNXRUNTIME_FAST
     fast = embedder.embed(CLIP)
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and not np.array_equal(fast, exact)

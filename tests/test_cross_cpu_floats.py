@@ -34,7 +34,7 @@ def _assert_close_to_reference(frames) -> None:
         np.testing.assert_allclose(frames[name], reference[name], rtol=0, atol=TOLERANCE, err_msg=name)
 
 
-@pytest.mark.parametrize("runtime", ["auto", "torch"])  # auto: OpenVINO float32 on AMX, else ONNX Runtime
+@pytest.mark.parametrize("runtime", ["auto", "torch"])  # auto: ONNX Runtime
 def test_this_machine_is_within_the_tolerance_of_the_reference(runtime):
     _assert_close_to_reference(reference_frames(runtime))
 
