@@ -15,9 +15,9 @@ Every runtime is checked when it is loaded, against torch's float32 forward pass
 differs from the export's example (so a length the trace baked in would show): exact mode's frames must be
 within :data:`EXACT_MAX_ABS_DIFF` of torch's, fast mode's mean per-frame cosine at least
 :data:`FAST_MIN_COSINE`. A runtime that fails the check, or cannot take the model, gives way to the next
-candidate (ONNX Runtime, then torch) with a log line
-saying why. A runtime the user pinned (``embed.runtime: onnxruntime`` or ``openvino``) has no fallback: it
-runs, or the stage stops in one line. What ran, and its check's figure, go to each actor's ``runtime.json``.
+candidate (ONNX Runtime, then torch) with a log line saying why. A runtime the user pinned
+(``embed.runtime: onnxruntime`` or ``openvino``) has no fallback: it runs, or the stage stops in one line.
+What ran, and its check's figure, go to each actor's ``runtime.json``.
 
 The ONNX export (opset :data:`OPSET`, the TorchScript exporter) costs seconds for wav2vec2-base, so it is
 cached per user, in ``$RAVDESS_SER_CACHE`` (default ``$XDG_CACHE_HOME/ravdess-ser``, else
