@@ -75,12 +75,16 @@ class Runtime:
 
 TORCH_EXACT, TORCH_FAST = Runtime("torch", "float32"), Runtime("torch", "int8 + bfloat16")
 ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST = Runtime("onnxruntime", "float32"), Runtime("onnxruntime", "int8")
+# Fast mode's first choice where the CPU has native bfloat16: the feature encoder in torch (bfloat16 channels-last
+# convolutions, ravdess_ser.fast_mode), the rest of the model in ONNX Runtime with int8 MatMuls.
+ONNXRUNTIME_SPLIT = Runtime("onnxruntime", "int8, feature encoder bfloat16 in torch")
 OPENVINO_EXACT, OPENVINO_FAST = Runtime("openvino", "float32"), Runtime("openvino", "bfloat16")
 
 
-def runtime_candidates(requested: str, mode: str, device_type: str, cpu: str | None = None) -> list[Runtime]:
+def runtime_candidates(requested: str, mode: str, device_type: str, cpu: str | None = None,
+                       feature_encoder: bool = False) -> list[Runtime]:
     """The runtimes to try, best first, for ``embed.runtime`` = ``requested`` in ``mode`` on this device and
-    CPU class (default: this machine's)."""
+    CPU class (default: this machine's), for a model with a wav2vec2-style feature encoder if ``feature_encoder``."""
     if device_type != "cpu":
         if requested not in ("auto", "torch"):
             raise PipelineError(f"embed.runtime={requested} runs on the CPU only, and embed.device is "
@@ -92,8 +96,9 @@ def runtime_candidates(requested: str, mode: str, device_type: str, cpu: str | N
                             "(AVX512-BF16 or AMX), and this one has none; use auto (ONNX Runtime int8 here), "
                             "onnxruntime or torch")
     exact = mode == "exact"
+    split = [ONNXRUNTIME_SPLIT] if feature_encoder and native_bfloat16 else []
     return {
-        "auto": [ONNXRUNTIME_EXACT, TORCH_EXACT] if exact else [ONNXRUNTIME_FAST, TORCH_FAST],
+        "auto": [ONNXRUNTIME_EXACT, TORCH_EXACT] if exact else [*split, ONNXRUNTIME_FAST, TORCH_FAST],
         "torch": [TORCH_EXACT if exact else TORCH_FAST],
         "onnxruntime": [ONNXRUNTIME_EXACT if exact else ONNXRUNTIME_FAST],
         "openvino": [OPENVINO_EXACT if exact else OPENVINO_FAST],
@@ -110,6 +115,31 @@ class ForwardModule(torch.nn.Module):
 
     def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self._forward(self.model, {self.input_name: values}))
+
+
+class FeaturesIn(torch.nn.Module):
+    """What stands in for a model's feature encoder in the export of the rest of it (:data:`ONNXRUNTIME_SPLIT`):
+    it takes the encoder's output laid out ``(N, frames, C)``, as the channels-last encoder leaves it in memory,
+    and hands it on ``(N, C, frames)``, as the encoder would."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.transpose(1, 2)
+
+
+@contextlib.contextmanager
+def _feature_encoder_outside(model: torch.nn.Module):
+    encoder = model.feature_extractor
+    model.feature_extractor = FeaturesIn()
+    try:
+        yield
+    finally:
+        model.feature_extractor = encoder
+
+
+def encoded_features(encoder: torch.nn.Module, values: np.ndarray) -> np.ndarray:
+    """``encoder``'s output on ``values`` as :class:`FeaturesIn` takes it: ``(N, frames, C)`` float32."""
+    with torch.inference_mode():
+        return np.ascontiguousarray(encoder(torch.from_numpy(values)).transpose(1, 2).numpy())
 
 
 def export_key(model: torch.nn.Module, input_name: str, dynamic: bool, outputs: int) -> str:
@@ -199,12 +229,16 @@ def _root_logger_quiet():
         root.setLevel(level)
 
 
-def onnxruntime_run(path: Path, threads: int) -> Run:
+def onnxruntime_run(path: Path, threads: int, spinning: bool = True) -> Run:
+    """A session on ``path``; with ``spinning`` off its idle threads sleep at once instead of spinning for the
+    next run, which they would otherwise take the cores from torch's threads with."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -271,12 +305,11 @@ def load_runtime(model: torch.nn.Module, forward: Callable, candidates: list[Run
             return runtime, None, record | {"runtime": "torch", "version": torch.__version__,
                                             "precision": runtime.precision, "passed_over": passed_over}
         try:
-            with exported_model(module, key, example, input_name, dynamic, len(reference),
-                                quantised=runtime == ONNXRUNTIME_FAST) as path:
-                run = (onnxruntime_run(path, threads) if runtime.name == "onnxruntime"
-                       else openvino_run(path, threads, runtime.precision))
+            run = _exported_run(runtime, model, module, key, example, input_name, dynamic, len(reference), threads)
             passed, figure = fidelity(runtime, run(trial), reference)
             reason = None if passed else f"its check against torch float32 failed ({figure})"
+        except Unavailable as error:
+            reason = str(error)
         except Exception as error:  # noqa: BLE001 -- an exporter or runtime that cannot take the model: next one
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
         if reason is None:
@@ -289,3 +322,29 @@ def load_runtime(model: torch.nn.Module, forward: Callable, candidates: list[Run
                     model.config.model_type, reason)
         passed_over.append(f"{runtime}: {reason}")
     raise AssertionError("every candidate list ends in torch or is pinned")
+
+
+class Unavailable(Exception):
+    """A runtime that this machine or model cannot have, and why."""
+
+
+def _exported_run(runtime: Runtime, model: torch.nn.Module, module: ForwardModule, key: str, example: np.ndarray,
+                  input_name: str, dynamic: bool, outputs: int, threads: int) -> Run:
+    """``runtime``'s run of ``module`` (a :class:`ForwardModule` of ``model``), exported to ONNX with ``key``."""
+    if runtime == ONNXRUNTIME_SPLIT:
+        from ravdess_ser.fast_mode import bfloat16_feature_encoder
+
+        encoder = bfloat16_feature_encoder(model)
+        if encoder is None:
+            raise Unavailable("oneDNN has no accurate bfloat16 kernels for the feature encoder here")
+        # The rest of the model is another graph: its cache entries carry their own suffix.
+        with _feature_encoder_outside(model), exported_model(
+                module, f"{key}-features-in", encoded_features(encoder, example), input_name, dynamic, outputs,
+                quantised=True) as path:
+            rest = onnxruntime_run(path, threads, spinning=False)
+        return lambda values: rest(encoded_features(encoder, values))
+    with exported_model(module, key, example, input_name, dynamic, outputs,
+                        quantised=runtime == ONNXRUNTIME_FAST) as path:
+        if runtime.name == "onnxruntime":
+            return onnxruntime_run(path, threads)
+        return openvino_run(path, threads, runtime.precision)

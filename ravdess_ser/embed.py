@@ -260,7 +260,8 @@ class SpeechEncoderEmbedder:
         (:mod:`ravdess_ser.cpu_runtimes`), with its run and its record for ``runtime.json``."""
         from ravdess_ser.cpu_runtimes import load_runtime, runtime_candidates
 
-        candidates = runtime_candidates(self.config.runtime, self.config.mode, self.device.type)
+        candidates = runtime_candidates(self.config.runtime, self.config.mode, self.device.type,
+                                        feature_encoder=hasattr(model, "feature_extractor"))
         # Noise of two lengths: the export's example and the check's trial clip differ, so that a length the
         # trace baked in shows in the check. Whisper's window has one length anyway.
         noise = np.random.default_rng(0).standard_normal(2 * self.sample_rate).astype(np.float32)

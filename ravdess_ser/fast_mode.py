@@ -45,13 +45,23 @@ def quantise_for_cpu(model):
         model = quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in _quantisable_linears(model)},
                                  inplace=True)
     if torch.ops.mkldnn._is_mkldnn_bf16_supported() and model.config.model_type != "whisper":
-        generator = torch.Generator().manual_seed(0)
-        model.feature_extractor = in_dtype_if_accurate(
-            model.feature_extractor, torch.bfloat16, torch.randn(1, 16_000, generator=generator), "feature extractor")
+        model.feature_extractor = bfloat16_feature_encoder(model) or model.feature_extractor
         model.encoder.pos_conv_embed = in_dtype_if_accurate(
             model.encoder.pos_conv_embed, torch.bfloat16,
-            torch.randn(1, 50, model.config.hidden_size, generator=generator), "positional convolution")
+            torch.randn(1, 50, model.config.hidden_size, generator=torch.Generator().manual_seed(0)),
+            "positional convolution")
     return model
+
+
+def bfloat16_feature_encoder(model) -> nn.Module | None:
+    """A copy of ``model``'s feature encoder (the convolutions on the waveform) in bfloat16, channels-last,
+    taking and giving float32: None where oneDNN has no native bfloat16 kernels here, or where the copy does not
+    reproduce float32 on a trial second of noise (:func:`in_dtype_if_accurate`)."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    trial = torch.randn(1, 16_000, generator=torch.Generator().manual_seed(0))
+    converted = in_dtype_if_accurate(model.feature_extractor, torch.bfloat16, trial, "feature extractor")
+    return None if converted is model.feature_extractor else converted
 
 
 def _quantisable_linears(model: nn.Module) -> list[str]:

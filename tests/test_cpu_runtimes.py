@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import tone
-from ravdess_ser.cpu_runtimes import (FAST_MIN_COSINE, ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST,
+from ravdess_ser.cpu_runtimes import (FAST_MIN_COSINE, ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST, ONNXRUNTIME_SPLIT,
                                       OPENVINO_FAST, TORCH_EXACT, TORCH_FAST, load_runtime, runtime_candidates)
 from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, hidden_layers
 from ravdess_ser.errors import PipelineError
@@ -25,11 +25,12 @@ CLIP = tone(1.1, 16_000, 200.0) + 0.01 * np.random.default_rng(1).standard_norma
     ("AMX", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
     ("AVX2", "exact", [ONNXRUNTIME_EXACT, TORCH_EXACT]),
     # OpenVINO's bfloat16 prepares kernels per new input length: slower than ONNX Runtime int8 on fresh lengths.
-    ("AMX", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),
+    ("AMX", "fast", [ONNXRUNTIME_SPLIT, ONNXRUNTIME_FAST, TORCH_FAST]),
+    ("AVX512-BF16", "fast", [ONNXRUNTIME_SPLIT, ONNXRUNTIME_FAST, TORCH_FAST]),
     ("AVX2", "fast", [ONNXRUNTIME_FAST, TORCH_FAST]),
 ])
 def test_auto_picks_onnx_runtime_by_mode_on_every_cpu_class_and_ends_in_torch(cpu, mode, expected):
-    assert runtime_candidates("auto", mode, "cpu", cpu) == expected
+    assert runtime_candidates("auto", mode, "cpu", cpu, feature_encoder=True) == expected
 
 
 def test_a_pinned_runtime_is_the_only_candidate_and_cuda_runs_torch():
@@ -79,7 +80,7 @@ def test_exact_mode_runs_this_cpu_classes_runtime_within_1e4_of_torch_and_record
 def test_fast_mode_runs_outside_torch_and_passes_its_cosine_check(tiny_model):
     exact = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), runtime="torch")).embed(CLIP)
     embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
-    assert embedder.runtime == ONNXRUNTIME_FAST
+    assert embedder.runtime == runtime_candidates("auto", "fast", "cpu", feature_encoder=True)[0]
     fast = embedder.embed(CLIP)
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and not np.array_equal(fast, exact)
