@@ -126,15 +126,34 @@ class ChannelsLastGroupNorm(nn.Module):
         return normalised.reshape(t, n, c).permute(1, 2, 0)
 
 
+class ChannelsLastActivation(nn.Module):
+    """An element-wise activation applied to a channels-last ``(N, C, T)`` tensor through its contiguous
+    ``(N, T, C)`` view: torch 2.11's bfloat16 GELU takes 17 ms on wav2vec2-base's first feature-encoder
+    output (3 s of audio) as a transposed tensor and 1.1 ms on the same memory seen as contiguous, on an
+    AVX512-BF16 EPYC.
+    """
+
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x.transpose(1, 2)).transpose(1, 2)
+
+
 def _channels_last(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` whose convolutions (and one-channel-per-group norms) work on channels-last memory."""
+    """A copy of ``module`` whose convolutions, one-channel-per-group norms and the activations right after
+    those convolutions (transformers' conv layers name them ``activation``) work on channels-last memory."""
     module = copy.deepcopy(module)
     for parent in list(module.modules()):
+        after_conv = isinstance(getattr(parent, "conv", None), nn.Conv1d)
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Conv1d):
                 setattr(parent, name, ChannelsLastConv1d(child))
             elif isinstance(child, nn.GroupNorm) and child.num_groups == child.num_channels:
                 setattr(parent, name, ChannelsLastGroupNorm(child))
+            elif name == "activation" and after_conv:
+                setattr(parent, name, ChannelsLastActivation(child))
     return module
 
 
