@@ -6,7 +6,7 @@ class), so with ``embed.runtime: auto`` the stage runs, on the CPU:
 - exact mode in ONNX Runtime, float32, each clip alone;
 - fast mode in ONNX Runtime with int8 MatMuls (dynamic quantisation, activations quantised per clip); where
   the CPU has native bfloat16, the feature encoder runs before it in torch, bfloat16 channels-last
-  (:data:`ONNXRUNTIME_SPLIT`: 1.19x ONNX Runtime's int8 alone on the AVX512-BF16 EPYC).
+  (:data:`ONNXRUNTIME_SPLIT`: 1.20x ONNX Runtime's int8 alone on the AVX512-BF16 EPYC).
 
 OpenVINO (``embed.runtime: openvino``: float32, or bfloat16 in fast mode where the CPU has it natively) is not
 auto's choice: it prepares its kernels anew for every input length it has not seen, and the stage meets every

@@ -77,12 +77,13 @@ class EmbedConfig:
     revision: str | None = param(None, "hub revision (commit hash) to pin a hub model to; ignored for local folders")
     layer: int = param(-1, "transformer layer to keep: 0 = transformer input, k = output of block k, -1 = last hidden state")
     device: str = param("auto", "torch device: auto (CUDA if available, else CPU), cpu, cuda, cuda:1, ...")
-    mode: str = param("exact", "exact: float32, one clip at a time; fast: int8 linear layers on the CPU (with "
-                      "runtime=openvino or torch, bfloat16 where the CPU has it natively), float16 length-bucketed "
-                      "batches on CUDA (docs/performance.md has the trade-off)")
+    mode: str = param("exact", "exact: float32, one clip at a time; fast: int8 linear layers on the CPU (the "
+                      "feature encoder in bfloat16 where the CPU has it natively), float16 length-bucketed batches "
+                      "on CUDA (docs/performance.md has the trade-off)")
     runtime: str = param("auto", "what runs the model on the CPU: auto (ONNX Runtime: float32 in exact mode, int8 "
-                         "MatMuls in fast mode; checked against torch, falling back to torch), onnxruntime, openvino "
-                         "or torch; CUDA always runs torch")
+                         "MatMuls in fast mode, after a torch bfloat16 feature encoder where the CPU has native "
+                         "bfloat16; checked against torch, falling back to torch), onnxruntime, openvino or torch; "
+                         "CUDA always runs torch")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
     layer_summary: bool = param(True, "also save every layer's mean and std over time, (layers + 1, 2, features), "

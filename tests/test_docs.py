@@ -52,3 +52,18 @@ def test_the_readmes_figures_are_the_committed_metrics():
                          (("cross-validated UA", "unweighted_accuracy"), ("accuracy", "accuracy"),
                           ("macro F1", "macro_f1")))
     assert headline in " ".join(readme.split()), headline
+
+
+def test_the_readmes_embedding_speeds_are_the_benchmarks_results():
+    """Each row of the README's speed table is its CPU class's section of the benchmark's results file."""
+    results = json.loads((REPO_ROOT / "benchmarks/results/embed_benchmark.json").read_text())
+    rows = re.findall(r"(?m)^\| ([A-Z0-9-]+) \([^)]*\) \| ([^|]+) \| ([^|]+)x \| ([^|]+) \| ([^|]+)x \| ([^|]+)x \|$",
+                      (REPO_ROOT / "README.md").read_text())
+    assert rows, "no speed table in the README"
+    for cpu_class, exact, exact_vs_ort, fast, fast_vs_exact, fast_vs_int8 in rows:
+        peers = results[cpu_class]["peers"]
+        speeds, ratios = peers["audio_seconds_per_second"], peers["ratios"]
+        assert (exact, exact_vs_ort, fast, fast_vs_exact, fast_vs_int8) == (
+            f"{speeds['exact stage']:.1f}", f"{ratios['exact_vs_onnxruntime_fp32']:.2f}",
+            f"{speeds['fast stage']:.1f}", f"{ratios['fast_vs_exact']:.2f}",
+            f"{ratios['fast_vs_onnxruntime_int8']:.2f}"), cpu_class

@@ -1,9 +1,10 @@
 """Killing the embed stage mid-actor under `dvc repro`: nothing half-written, and the rerun matches.
 
-One project runs every stage but embed@02 and those after it, and is committed. A copy of it runs the rest
-uninterrupted: the reference. Other copies are interrupted while embed@02 is writing, by SIGINT, SIGTERM or
-SIGKILL sent to the stage process. No temporary or truncated .npy may be left looking complete, and the
-next `dvc repro` must end with exactly the reference's outputs (same hashes in dvc.lock).
+One project runs every stage but embed@02 and those after it, and is committed. A copy of it runs
+`dvc repro embed@02` uninterrupted: the reference. Other copies are interrupted while embed@02 is writing,
+by SIGINT, SIGTERM or SIGKILL sent to the stage process. No temporary or truncated .npy may be left looking
+complete, and the next `dvc repro embed@02` must end with exactly the reference's outputs (same hashes in
+dvc.lock).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def before_embed_02(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(before_embed_02, tmp_path_factory):
     project = copy_project(before_embed_02, tmp_path_factory.mktemp("reference") / "project")
-    dvc(project, "repro")
+    dvc(project, "repro", "embed@02")  # what follows embed@02 is the pipeline's own test (test_pipeline_dvc)
     return _outputs(project)
 
 
@@ -90,6 +91,6 @@ def test_killed_embed_stage_leaves_nothing_half_written_and_rerun_matches(tmp_pa
     for path in written:
         np.load(path)  # complete and readable, or not there at all
 
-    rerun = dvc(project, "repro")
+    rerun = dvc(project, "repro", "embed@02")
     assert "Running stage 'embed@02'" in rerun.stdout
     assert _outputs(project) == reference
