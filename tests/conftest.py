@@ -13,6 +13,7 @@ Markers (registered in pyproject.toml; ``make test-fast`` runs the tests with no
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from filelock import FileLock
 
 from dvc_project import dvc, git, make_project
 
@@ -47,17 +49,34 @@ class ReproducedProject:
 
 
 @pytest.fixture(scope="session")
-def reproduced_project(tmp_path_factory) -> ReproducedProject:
+def reproduced_project(tmp_path_factory, worker_id) -> ReproducedProject:
     """The tiny project (tests/dvc_project.py) after its first `dvc repro`, committed.
 
     Its pipeline runs once a session: test_pipeline_dvc checks that run, and the modules that need a reproduced
     project (test_remote, test_experiments, test_upstreams_dvc) each start from a copy instead of running it again.
+    The xdist workers share it: the first to ask builds it under a lock in the session's shared temporary folder
+    (pytest's own, private to this user), and the others wait for it rather than each reproduce it on a core.
     """
-    audit = tmp_path_factory.mktemp("audit")
-    project = make_project(tmp_path_factory.mktemp("reproduced") / "project")
+    if worker_id == "master":  # no xdist
+        return _reproduce(tmp_path_factory.mktemp("reproduced"))
+    root = tmp_path_factory.getbasetemp().parent / "reproduced"
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            _reproduce(root)
+            (root / "done").touch()
+    return ReproducedProject(root / "project", (root / "repro.stdout").read_text(), root / "audit")
+
+
+def _reproduce(root: Path) -> ReproducedProject:
+    audit = root / "audit"
+    audit.mkdir()
+    project = make_project(root / "project")
     result = dvc(project, "repro", env={"RAVDESS_SER_AUDIT_DIR": str(audit), "RAVDESS_SER_WORKER": "0"})
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "repro")
+    (root / "repro.stdout").write_text(result.stdout)
     return ReproducedProject(project, result.stdout, audit)
 
 
