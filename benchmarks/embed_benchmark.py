@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from dvc_project import dvc, environment, make_project, update_params  # noqa: E402
 from peer_runtimes import cosine_per_frame, measure_peers  # noqa: E402
 
-from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_flags  # noqa: E402
+from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_flags, cpu_signature  # noqa: E402
 from ravdess_ser.audio import ResampleConfig, read_audio, resample_actor  # noqa: E402
 from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, save_embedding  # noqa: E402
 from ravdess_ser.models import save_random_wav2vec2  # noqa: E402
@@ -218,15 +218,20 @@ KERNEL_OVERRIDES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INS
 def machine_section() -> tuple[str, dict]:
     """The results file's section for this machine, and what it records of the machine.
 
-    Keyed by CPU class; a run with torch's kernels forced down (the ISA variables) gets a section of its
-    own, as ONNX Runtime's MLAS and OpenVINO pick their kernels from the CPU regardless.
+    Keyed by CPU class and the CPU's family and model (:func:`ravdess_ser.cpu.cpu_signature`: two EPYCs of one
+    class ran the same stage at 12.1 and 26.6 s audio/s); a run with torch's kernels forced down (the ISA
+    variables) gets a section of its own, as ONNX Runtime's MLAS and OpenVINO pick their kernels from the CPU
+    regardless. Sections measured before the signature was recorded are keyed by class alone.
     """
     cpu, flags = cpu_flags()
+    signature = cpu_signature()
     forced = {name: os.environ[name] for name in KERNEL_OVERRIDES if name in os.environ}
     kind = cpu_class(flags)
     torch_kernels = torch.backends.cpu.get_cpu_capability()
-    key = kind if not forced else f"{kind}, torch forced to {torch_kernels}"
-    return key, {"cpu": cpu, "cpu_class": kind, "native_bfloat16": kind in NATIVE_BFLOAT16, "cores": os.cpu_count(),
+    key = ", ".join([kind, *([signature] if signature else []),
+                     *([f"torch forced to {torch_kernels}"] if forced else [])])
+    return key, {"cpu": cpu, "cpu_signature": signature, "cpu_class": kind, "native_bfloat16": kind in NATIVE_BFLOAT16,
+                 "cores": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                  "torch_kernels": torch_kernels, "kernel_overrides": forced,
                  # Other users' load changes the ratios too: torch's OpenMP threads suffer more from it than ORT's.
@@ -435,7 +440,7 @@ def peer_section(model_dir: Path, raw: Path, audio_16k: Path, measured: list[str
 def render(key: str, r: dict) -> str:
     m = r["machine"]
     heading = [f"## CPU class {key}", "",
-               f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']} "
+               f"{m['cpu']}{' (' + m['cpu_signature'] + ')' if m.get('cpu_signature') else ''}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']} "
                f"(kernels: {m['torch_kernels']}{', forced by ' + ' '.join(f'{k}={v}' for k, v in m['kernel_overrides'].items()) if m['kernel_overrides'] else ''}); "
                f"native bfloat16: {'yes' if m['native_bfloat16'] else 'no'}; "
                f"load average before the run {m.get('load_average_before', float('nan')):.1f}.", ""]

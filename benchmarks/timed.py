@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ravdess_ser.cpu import cpu_class, cpu_flags
+from ravdess_ser.cpu import cpu_class, cpu_flags, cpu_signature
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "timings.json"
@@ -27,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "timings.json"
 def machine() -> dict:
     cpu, flags = cpu_flags()
     return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "cpu_class": cpu_class(flags), "python": platform.python_version()}
+            "cpu_signature": cpu_signature(), "cpu_class": cpu_class(flags), "python": platform.python_version()}
 
 
 def _commit() -> str | None:

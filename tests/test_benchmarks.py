@@ -12,7 +12,7 @@ from conftest import REPO_ROOT
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 from peer_runtimes import interleaved_seconds, median_ratio  # noqa: E402
-from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class  # noqa: E402
+from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_signature, first_processor  # noqa: E402
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -29,6 +29,16 @@ def test_cpu_class_is_the_widest_flag_present(flags, expected):
 def test_only_amx_and_avx512_bf16_count_as_native_bfloat16():
     assert {cpu_class(f) for f in ({"avx2"}, {"avx512f"})}.isdisjoint(NATIVE_BFLOAT16)
     assert {cpu_class({"amx_bf16"}), cpu_class({"avx512_bf16"})} == set(NATIVE_BFLOAT16)
+
+
+def test_the_cpu_signature_is_the_first_processors_vendor_family_and_model():
+    cpuinfo = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
+               "flags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nvendor_id\t: GenuineIntel\n"
+               "cpu family\t: 6\nmodel\t\t: 143\n\n")
+    fields = first_processor(cpuinfo)
+    assert cpu_signature(fields) == "AuthenticAMD family 26 model 2"
+    assert cpu_class(set(fields["flags"].split())) == "AVX512-BF16"
+    assert cpu_signature({"vendor_id": "AuthenticAMD"}) is None  # e.g. an ARM /proc/cpuinfo: no family
 
 
 def test_interleaving_runs_every_clip_once_per_round_and_rotates_who_goes_first():
