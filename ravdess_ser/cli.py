@@ -51,7 +51,7 @@ def _field_parser(annotation) -> tuple[Callable[[str], Any], str | None]:
     if origin is dict:
         return yaml.safe_load, None  # e.g. --folds "{'1': [1, 2], '2': [3, 4]}"
     if annotation is bool:
-        return lambda text: text.lower() in ("1", "true", "yes"), None
+        return str, None  # the config converts it, as it converts params.yaml's, and refuses what is no bool
     return annotation, None
 
 

@@ -143,6 +143,8 @@ def _assert_only_line(result, line):
     ("embed.py", ("16k", "emb"), "embed", {"device": "gpu"},
      "embed.device='gpu': must be auto, cpu, cuda or cuda:N (or mps, xpu)"),
     ("embed.py", ("16k", "emb"), "embed", {"layer": "last"}, "embed.layer='last': must be an integer"),
+    ("embed.py", ("16k", "emb"), "embed", {"layer_summary": "maybe"},
+     "embed.layer_summary='maybe': must be true or false"),
     ("embed.py", ("16k", "emb"), "embed", {"layer": 1.5}, "embed.layer=1.5: must be an integer"),
     ("embed.py", ("16k", "emb"), "embed", {"layer": -2},
      "embed.layer=-2: must be -1 (the last hidden state) or a layer number, 0 or more"),
@@ -164,6 +166,8 @@ def test_a_bad_param_in_params_yaml_is_one_line_naming_the_key(tmp_path, script,
     ("resample.py", ("raw", "out"), ("--sample-rate", "-8000"),
      "resample.sample_rate=-8000: must be a positive number of Hz"),
     ("embed.py", ("16k", "emb"), ("--mode", "turbo"), "embed.mode='turbo' is not one of exact, fast"),
+    # a word that is no bool is refused, not read as false
+    ("embed.py", ("16k", "emb"), ("--layer-summary", "maybe"), "embed.layer_summary='maybe': must be true or false"),
 ])
 def test_a_bad_param_on_the_command_line_is_the_same_one_line(tmp_path, script, args, option, line):
     section = {"train.py": "train", "resample.py": "resample", "embed.py": "embed"}[script]
