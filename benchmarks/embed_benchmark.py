@@ -14,7 +14,8 @@ the machine is slower or busier than another:
    clips and threads, with each one's fidelity to torch fp32 (benchmarks/peer_runtimes.py).
 
 The machine may be shared, so the modes run round by round (ABAB...), each figure is the median over
-rounds, and the peers' ratios are medians of per-round ratios with the order rotating clip by clip.
+rounds, and the peers' ratios are medians of per-round ratios, each runtime embedding the clips back to back
+in its turn and the order rotating round by round.
 Every figure is printed with the CPU's class (AMX, AVX512-BF16, AVX-512 or AVX2, from /proc/cpuinfo).
 
 The model has wav2vec2-base's architecture (``Wav2Vec2Config()`` defaults) with
@@ -134,6 +135,21 @@ def timed_embed(config: EmbedConfig, audio_dir: Path, out_dir: Path) -> tuple[fl
     loaded = time.perf_counter()
     embed_actor(embedder, audio_dir, out_dir, progress=False)
     return loaded - start, time.perf_counter() - loaded
+
+
+def benchmark_params(actors: list[str], clip_seconds: float, model: str) -> dict:
+    """The changes to params.yaml for the benchmark's project: its corpus, its model, and where it has fewer actors
+    than the default protocol's folds need (all 24), a fold of each actor."""
+    params = {"data": {"actors": actors, "synthetic_clip_seconds": clip_seconds}, "embed": {"model": model}}
+    if len(actors) < 24:
+        params["train"] = {"protocol": "custom", "folds": {str(int(a)): [int(a)] for a in actors},
+                           "fold": str(int(actors[-1]))}
+    return params
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The frame embeddings under ``folder``, ``<actor>/<clip>.npy``: not the layer summaries beside them."""
+    return sorted(folder.glob("*/*.npy"))
 
 
 def file_io_seconds(audio_paths: list[Path], embeddings: list[Path], out_dir: Path) -> float:
@@ -289,10 +305,7 @@ def main() -> None:
     model_dir = args.model.resolve() if args.model else save_random_wav2vec2(project / "models" / "wav2vec2-base-random")
     r["model"] = str(args.model) if args.model else "random weights, Wav2Vec2Config() defaults"
     model_param = str(model_dir.relative_to(project)) if model_dir.is_relative_to(project) else str(model_dir)
-    params = {"data": {"actors": actors, "synthetic_clip_seconds": args.clip_seconds}, "embed": {"model": model_param}}
-    if args.actors < 24:  # the default folds need all 24 actors
-        params["train"] = {"folds": {str(a): [a] for a in range(1, args.actors + 1)}, "fold": str(args.actors)}
-    update_params(project, params)
+    update_params(project, benchmark_params(actors, args.clip_seconds, model_param))
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     subprocess.run(["git", "commit", "-qm", "benchmark corpus and model"], cwd=project, check=True)
 
@@ -351,7 +364,7 @@ def main() -> None:
     r["throughput_audio_seconds_per_second"] = {name: subset_seconds / best[name] for name in throughput_modes}
     r["model_load_seconds"] = {"exact": best["model_load_exact"], "fast": best["model_load_fast"]}
 
-    exact_files = sorted((bench / "exact").rglob("*.npy"))
+    exact_files = frame_files(bench / "exact")
     cosines = np.concatenate([cosine_per_frame(np.load(p), np.load(bench / "fast" / p.relative_to(bench / "exact")))
                               for p in exact_files])
     float16 = [np.load(bench / "exact_float16_storage" / p.relative_to(bench / "exact")).astype(np.float32)
@@ -458,8 +471,11 @@ def render_peers(key: str, p: dict) -> list[str]:
             "ONNX Runtime fp32": f"ONNX Runtime {p['versions'].get('onnxruntime')} fp32 (opset 17, all optimisations)",
             "ONNX Runtime int8": "ONNX Runtime dynamic int8 (MatMul)",
             "OpenVINO f32": f"OpenVINO {p['versions'].get('openvino', '').split('-')[0]} f32"}
+    # Sections measured before the runtimes took turns pass by pass (benchmarks/peer_runtimes.py) have no "turns".
+    turns = ("each runtime's clips back to back in its turn, the order rotating round by round"
+             if p.get("turns") == "passes" else "the order rotating clip by clip")
     lines = [f"Runtimes side by side, CPU class {key}: {p['clips']} clips ({p['audio_seconds']:.0f} s of audio), "
-             f"one at a time, {p['threads']} threads, {p['rounds']} rounds, the order rotating clip by clip; "
+             f"one at a time, {p['threads']} threads, {p['rounds']} rounds, {turns}; "
              "medians (of per-round ratios for the ratios).", "",
              "| runtime | s audio/s | vs torch fp32 | max abs diff to torch fp32 | mean (min) per-frame cosine |",
              "|---|---|---|---|---|"]

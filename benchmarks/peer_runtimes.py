@@ -12,12 +12,15 @@ Runtimes, each given one clip at a time:
 - ONNX Runtime dynamic int8: the same graph with its MatMuls quantised (``quantize_dynamic``);
 - OpenVINO f32: the same ONNX file, inference precision pinned to f32 (on a bf16 CPU it would pick bf16).
 
-The machine is shared, so no absolute time is trusted alone: within a round every clip goes through every
-runtime in turn, the order rotating from clip to clip, and a ratio is the median over rounds of the
-per-round ratio. Before each timed run the benchmark waits :data:`SETTLE_SECONDS`, untimed: each runtime keeps
-its own pool of threads, which spin for a while after a run, and without the pause they would still be taking the
-cores from the next runtime (the embed stage has one runtime in its process; measured on the 2-core AMX Xeon,
-the pause moved the exact stage from 0.91x to 0.96x of the same ONNX Runtime session beside OpenVINO's).
+The machine is shared, so no absolute time is trusted alone: a round is one pass of every runtime over all
+the clips, the runtimes taking turns and their order rotating from round to round, and a ratio is the median
+over rounds of the per-round ratio. Within its pass a runtime embeds the clips back to back, as the embed stage
+does, which has one runtime in its process. Taking turns clip by clip instead (the method until December 2026)
+put on each clip costs the stage never meets: the previous runtime's threads still spinning, and its weights
+having pushed the next one's out of the caches. On the Zen 5 EPYC fast mode (torch's bfloat16 feature encoder
+before ONNX Runtime) ran 1.64x exact clip by clip with 20 ms pauses, 1.75x with 0.25 s pauses, 1.80x in passes,
+and 1.86x in the embed stage's own loop over an actor. Before each timed pass the benchmark waits
+:data:`SETTLE_SECONDS`, untimed, so that no runtime's spinning threads take the cores from the next one.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ravdess_ser.cpu_runtimes import ForwardModule, export_onnx, onnxruntime_run
 from ravdess_ser.embed import SpeechEncoderEmbedder, hidden_layers
 
 Runner = Callable[[np.ndarray], np.ndarray]  # a clip in, its last layer's frames (T, features) out
-SETTLE_SECONDS = 0.02
+SETTLE_SECONDS = 0.2
 # Each round's clips are this many samples shorter than the last round's (a prime, so every convolution's output
 # length moves too): the stage meets every length once, and OpenVINO prepares its kernels anew for each input shape
 # it has not seen (on the miniature model 69 ms a clip the first time, 17 ms after), which a benchmark repeating
@@ -48,27 +51,25 @@ def cut_short(values: np.ndarray, times: int) -> np.ndarray:
     return values[: len(values) - times * LENGTH_STEP]
 
 
-def interleaved_seconds(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
-                        rounds: int) -> dict[str, list[float]]:
-    """Each runner's seconds per round over its inputs (one per clip, the same clips for all, in each runner's
-    own form); every runner first runs the first clip once, untimed. Round r runs each clip cut short by
-    (r + 1) steps and the warm-up by (rounds + 1), so that no runner meets an input length twice."""
+def alternating_passes(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
+                       rounds: int) -> dict[str, list[float]]:
+    """Each runner's seconds per round over its inputs (one per clip, the same clips for all, in each runner's own
+    form), run back to back, one runner after the other, their order rotating from round to round; every runner
+    first runs the first clip once, untimed. Round r runs each clip cut short by (r + 1) steps and the warm-up by
+    (rounds + 1), so that no runner meets an input length twice."""
     names = list(runners)
     for name in names:
         runners[name](cut_short(inputs[name][0], rounds + 1))
     seconds = {name: [] for name in names}
     for round_index in range(rounds):
-        spent = dict.fromkeys(names, 0.0)
-        for index in range(len(inputs[names[0]])):
-            shift = index % len(names)
-            for name in names[shift:] + names[:shift]:
-                values = cut_short(inputs[name][index], round_index + 1)
-                time.sleep(SETTLE_SECONDS)
-                start = time.perf_counter()
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            clips = [cut_short(values, round_index + 1) for values in inputs[name]]
+            time.sleep(SETTLE_SECONDS)
+            start = time.perf_counter()
+            for values in clips:
                 runners[name](values)
-                spent[name] += time.perf_counter() - start
-        for name in names:
-            seconds[name].append(spent[name])
+            seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
@@ -128,7 +129,7 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
 
     inputs = {name: clips if name in stage_input else normalised for name in runners}
     frames = {name: [run(values) for values in inputs[name]] for name, run in runners.items()}
-    seconds = interleaved_seconds(runners, inputs, rounds)
+    seconds = alternating_passes(runners, inputs, rounds)
     audio_seconds = sum(len(clip) for clip in clips) / exact.sample_rate
     fidelity = {}
     for name in runners:
@@ -140,7 +141,7 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
               "fast_vs_onnxruntime_int8": ("fast stage", "ONNX Runtime int8"), "torch_fp32_vs_onnxruntime_fp32":
               ("torch fp32", "ONNX Runtime fp32"), "openvino_vs_torch_fp32": ("OpenVINO f32", "torch fp32")}
     return {
-        "clips": len(clips), "audio_seconds": audio_seconds, "rounds": rounds, "threads": threads,
+        "clips": len(clips), "audio_seconds": audio_seconds, "rounds": rounds, "threads": threads, "turns": "passes",
         "versions": _versions(), "runtimes": {"exact stage": str(exact.runtime), "fast stage": str(fast.runtime)},
         "onnx_export_seconds": export_seconds,
         "audio_seconds_per_second": {name: audio_seconds / statistics.median(s) for name, s in seconds.items()},
