@@ -24,6 +24,10 @@ says so in one line and runs in-process); files in it are opened without
 following symlinks; and both ends check the other's uid with ``SO_PEERCRED``.
 Jobs name a task from :data:`TASKS` and carry JSON, never code.
 
+A workspace removed and made again at the same path (``rm -rf clone && git clone ... clone``, or a benchmark's
+scratch project) has the same name and code: its old worker, which holds the removed folder, declines the job and
+exits, and the client starts a worker in the new folder.
+
 It runs one job at a time and exits after ``RAVDESS_SER_WORKER_IDLE`` seconds
 (default 60) without one. A client that dies (Ctrl-C, SIGTERM, SIGKILL) closes
 its socket; the worker notices at its next progress write and abandons the
@@ -229,24 +233,43 @@ def run_task(function: Callable[..., Any], **kwargs: Any) -> Any:
     except NotPrivate as problem:
         print(f"warning: not using the stage worker: {problem}; running in-process", file=sys.stderr)
         return function(**kwargs)
-    with sock:
-        request = {"task": name, "kwargs": kwargs, "cwd": os.getcwd(), "workspace": str(WORKSPACE),
-                   "code": code_fingerprint()}
-        sock.sendall(json.dumps(request).encode() + b"\n")
-        for line in sock.makefile("r", encoding="utf-8"):
-            message = json.loads(line)
-            if "stderr" in message:
-                sys.stderr.write(message["stderr"])
-                sys.stderr.flush()
-            elif "result" in message:
-                return message["result"]
-            elif "error" in message:
-                raise PipelineError(message["error"])
+    request = {"task": name, "kwargs": kwargs, "cwd": os.getcwd(), "workspace": str(WORKSPACE),
+               "code": code_fingerprint()}
+    outcome = _relay(sock, request)
+    if outcome is _DECLINED:  # a worker of a removed workspace at this path: it has gone, start another
+        outcome = _relay(_connect_or_start(socket_path()), request)
+    if outcome is not _ENDED and outcome is not _DECLINED:
+        return outcome
     # The worker died mid-job (killed, out of memory): what it was writing would outlive it.
     if "out_dir" in kwargs:
         remove_stale_temporaries(kwargs["out_dir"], recursive=True)
     raise PipelineError("the stage worker ended before finishing the job (its partial files were removed); "
                         "run again, or set RAVDESS_SER_WORKER=0")
+
+
+_DECLINED, _ENDED = object(), object()
+
+
+def _relay(sock: socket.socket, request: dict) -> Any:
+    """Send ``request`` on ``sock`` and relay the worker's stderr: the job's result, or :data:`_DECLINED` if the
+    worker declined it, or :data:`_ENDED` if the worker went away without a result."""
+    with sock:
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            for line in sock.makefile("r", encoding="utf-8"):
+                message = json.loads(line)
+                if "stderr" in message:
+                    sys.stderr.write(message["stderr"])
+                    sys.stderr.flush()
+                elif "result" in message:
+                    return message["result"]
+                elif "error" in message:
+                    raise PipelineError(message["error"])
+                elif "declined" in message:
+                    return _DECLINED
+        except ConnectionError:  # reset or broken pipe: the worker died
+            pass
+    return _ENDED
 
 
 # ----------------------------------------------------------------------------- worker
@@ -350,12 +373,16 @@ def serve(path: Path, idle_seconds: float) -> None:
     server.listen(8)
     inode = path.stat().st_ino
     server.settimeout(idle_seconds)
+    workspace = os.open(WORKSPACE, os.O_RDONLY | os.O_DIRECTORY)
     try:
         while True:
             try:
                 conn, _ = server.accept()
             except TimeoutError:
                 break
+            if _workspace_replaced(workspace):
+                _decline_all(server, conn, path, inode)
+                return
             _serve_connection(conn, fingerprint, path.with_suffix(".log"))
         # Idle: stop advertising the socket first, then serve anyone who connected meanwhile.
         _unlink_if_ours(path, inode)
@@ -367,8 +394,39 @@ def serve(path: Path, idle_seconds: float) -> None:
                 break
             _serve_connection(conn, fingerprint, path.with_suffix(".log"))
     finally:
+        os.close(workspace)
         _unlink_if_ours(path, inode)
         server.close()
+
+
+def _decline_all(server: socket.socket, conn: socket.socket, path: Path, inode: int) -> None:
+    """Stop advertising the socket, then decline ``conn`` and every client already waiting: each one's next try
+    starts a worker in the workspace now at this path."""
+    _unlink_if_ours(path, inode)
+    server.setblocking(False)
+    declined = 0
+    while True:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(10)
+            # Read the request first: a Unix socket closed with unread data resets the client's end.
+            conn.makefile("r", encoding="utf-8").readline()
+            conn.sendall(json.dumps({"declined": f"{WORKSPACE} was removed or replaced"}).encode() + b"\n")
+            declined += 1
+        try:
+            conn, _ = server.accept()
+        except BlockingIOError:
+            break
+    print(f"{WORKSPACE} was removed or replaced: declined {declined} job(s) and stopped", flush=True)
+
+
+def _workspace_replaced(workspace: int) -> bool:
+    """Whether the folder this worker serves (open as ``workspace``) was removed, or its path now names another."""
+    held = os.fstat(workspace)
+    try:
+        current = os.stat(WORKSPACE)
+    except FileNotFoundError:
+        return True
+    return held.st_nlink == 0 or (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino)
 
 
 def _serve_connection(conn: socket.socket, fingerprint: str, log_path: Path) -> None:

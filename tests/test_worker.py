@@ -160,3 +160,37 @@ def test_an_unexpected_error_in_the_worker_is_one_line_pointing_at_its_log(tmp_p
     log = socket_path().with_suffix(".log")
     assert message.startswith("the stage worker failed: TypeError: ") and f"(details in {log})" in message
     assert "\n" not in message and "Traceback" in log.read_text()
+
+
+def test_a_workspace_removed_and_made_again_at_its_path_gets_a_worker_of_its_own(tmp_path, worker_env):
+    """rm -rf clone && git clone ... clone, then a stage within the old worker's idle time: the old worker, whose
+    folder is gone, declines the job and exits, and the stage runs in a worker started in the new folder."""
+    project = tmp_path / "project"
+
+    def lay_out():
+        for package in ("ravdess_ser", "stages"):
+            shutil.copytree(REPO_ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("params.yaml", "requirements.txt"):
+            shutil.copy(REPO_ROOT / name, project)
+        write_wav(project / "raw" / "Actor_01" / "03-01-01-01-01-01-01.wav", tone(0.2, 48_000))
+
+    def resample():
+        return subprocess.run([sys.executable, "-m", "stages.resample", "raw/Actor_01", "16k/Actor_01"],
+                              cwd=project, capture_output=True, text=True, timeout=300)
+
+    try:
+        lay_out()
+        assert resample().returncode == 0
+        (old,) = subprocess.run(["pgrep", "-f", f"ravdess_ser.worker {worker_env}"], capture_output=True,
+                                text=True).stdout.split()
+        shutil.rmtree(project)
+        lay_out()
+        again = resample()
+        assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+        assert (project / "16k" / "Actor_01" / "03-01-01-01-01-01-01.wav").is_file()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{old}").exists():
+            time.sleep(0.1)
+        assert not Path(f"/proc/{old}").exists(), "the old workspace's worker is still running"
+    finally:
+        subprocess.run(["pkill", "-f", f"ravdess_ser.worker {worker_env}"])
