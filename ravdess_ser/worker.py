@@ -407,11 +407,12 @@ def _decline_all(server: socket.socket, conn: socket.socket, path: Path, inode: 
     declined = 0
     while True:
         with conn, contextlib.suppress(OSError):
-            conn.settimeout(10)
-            # Read the request first: a Unix socket closed with unread data resets the client's end.
-            conn.makefile("r", encoding="utf-8").readline()
-            conn.sendall(json.dumps({"declined": f"{WORKSPACE} was removed or replaced"}).encode() + b"\n")
-            declined += 1
+            if peer_uid(conn) == os.getuid():  # another user's connection gets nothing, as in _serve_connection
+                conn.settimeout(10)
+                # Read the request first: a Unix socket closed with unread data resets the client's end.
+                conn.makefile("r", encoding="utf-8").readline()
+                conn.sendall(json.dumps({"declined": f"{WORKSPACE} was removed or replaced"}).encode() + b"\n")
+                declined += 1
         try:
             conn, _ = server.accept()
         except BlockingIOError:
