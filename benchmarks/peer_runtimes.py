@@ -37,7 +37,9 @@ import torch
 from ravdess_ser.cpu_runtimes import ForwardModule, export_onnx, onnxruntime_run, openvino_run, runtime_version
 from ravdess_ser.embed import SpeechEncoderEmbedder, hidden_layers
 
-Runner = Callable[[np.ndarray], np.ndarray]  # a clip in, its last layer's frames (T, features) out
+# A pass: clips in, each one's last layer's frames (T, features) out, in order; the stages may keep several clips in
+# flight at once (SpeechEncoderEmbedder.clips_in_flight), as they do over an actor.
+Runner = Callable[[list[np.ndarray]], list[np.ndarray]]
 SETTLE_SECONDS = 0.2
 # Each round's clips are this many samples shorter than the last round's (a prime, so every convolution's output
 # length moves too): the stage meets every length once, and OpenVINO prepares its kernels anew for each input shape
@@ -54,12 +56,12 @@ def cut_short(values: np.ndarray, times: int) -> np.ndarray:
 def alternating_passes(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
                        rounds: int) -> dict[str, list[float]]:
     """Each runner's seconds per round over its inputs (one per clip, the same clips for all, in each runner's own
-    form), run back to back, one runner after the other, their order rotating from round to round; every runner
-    first runs the first clip once, untimed. Round r runs each clip cut short by (r + 1) steps and the warm-up by
+    form), a pass of all of them in one call, one runner after the other, their order rotating from round to round;
+    every runner first runs the first clip once, untimed. Round r runs each clip cut short by (r + 1) steps and the warm-up by
     (rounds + 1), so that no runner meets an input length twice."""
     names = list(runners)
     for name in names:
-        runners[name](cut_short(inputs[name][0], rounds + 1))
+        runners[name]([cut_short(inputs[name][0], rounds + 1)])
     seconds = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
@@ -67,8 +69,7 @@ def alternating_passes(runners: dict[str, Runner], inputs: dict[str, list[np.nda
             clips = [cut_short(values, round_index + 1) for values in inputs[name]]
             time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
-            for values in clips:
-                runners[name](values)
+            runners[name](clips)
             seconds[name].append(time.perf_counter() - start)
     return seconds
 
@@ -92,19 +93,19 @@ def export_peer_onnx(model: torch.nn.Module, path: Path) -> Path:
 
 
 def last_layer(run) -> Runner:
-    return lambda values: run(values[None])[-1][0]
+    return lambda clips: [run(values[None])[-1][0] for values in clips]
 
 
 def stage_runner(embedder: SpeechEncoderEmbedder) -> Runner:
-    """The stage's per-clip work short of file I/O: normalisation, forward pass, layer summaries."""
-    return lambda samples: embedder.embed_many([samples]).__next__()[0]
+    """The stage's work over an actor's clips short of file I/O: normalisation, forward pass, layer summaries."""
+    return lambda clips: [frames for frames, _ in embedder.embed_many(clips)]
 
 
 def forward_runner(embedder: SpeechEncoderEmbedder) -> Runner:
     def run(values: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return embedder.model(torch.from_numpy(values)[None], output_hidden_states=True).last_hidden_state[0].numpy()
-    return run
+    return lambda clips: [run(values) for values in clips]
 
 
 def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, clips: list[np.ndarray], rounds: int,
@@ -128,7 +129,7 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
     runners["OpenVINO f32"] = last_layer(openvino_run(fp32, threads, "float32"))
 
     inputs = {name: clips if name in stage_input else normalised for name in runners}
-    frames = {name: [run(values) for values in inputs[name]] for name, run in runners.items()}
+    frames = {name: run(inputs[name]) for name, run in runners.items()}
     seconds = alternating_passes(runners, inputs, rounds)
     audio_seconds = sum(len(clip) for clip in clips) / exact.sample_rate
     fidelity = {}
@@ -142,7 +143,8 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
               ("torch fp32", "ONNX Runtime fp32"), "openvino_vs_torch_fp32": ("OpenVINO f32", "torch fp32")}
     return {
         "clips": len(clips), "audio_seconds": audio_seconds, "rounds": rounds, "threads": threads, "turns": "passes",
-        "versions": _versions(), "runtimes": {"exact stage": str(exact.runtime), "fast stage": str(fast.runtime)},
+        "versions": _versions(), "runtimes": {"exact stage": str(exact.runtime), "fast stage": str(fast.runtime) + (
+            f", {fast.clips_in_flight} clips in flight" if fast.clips_in_flight > 1 else "")},
         "onnx_export_seconds": export_seconds,
         "audio_seconds_per_second": {name: audio_seconds / statistics.median(s) for name, s in seconds.items()},
         "vs_torch_fp32": {name: median_ratio(seconds, name, "torch fp32") for name in runners},

@@ -38,6 +38,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -245,6 +246,7 @@ class SpeechEncoderEmbedder:
             model = truncate_to_layer(model, config.layer)
         model = model.to(self.device).eval()
         self.runtime, self._run, self.runtime_record = self._load_runtime(model)
+        self.clips_in_flight = self.runtime_record.get("clips_in_flight", 1)
         if self.runtime.name == "torch" and config.mode == "fast" and self.device.type == "cpu":
             from ravdess_ser.fast_mode import quantise_for_cpu
 
@@ -347,7 +349,9 @@ class SpeechEncoderEmbedder:
         return self._embed_one(samples)[0]
 
     def embed_many(self, clips: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Embed clips in order: one at a time, or on CUDA in fast mode as length-bucketed batches.
+        """Embed clips in order: one at a time, several at once each on one thread where the runtime says so
+        (``clips_in_flight``: the split fast mode, :mod:`ravdess_ser.cpu_runtimes`), or on CUDA in fast mode as
+        length-bucketed batches.
 
         Yields each clip's ``(frames, layer summary)``; the summary is None unless ``layer_summary`` is on.
 
@@ -361,6 +365,9 @@ class SpeechEncoderEmbedder:
         data2vec-audio (see ``batches``). Whisper pads every clip to its window
         on its own anyway, so its batches change nothing.
         """
+        if self.clips_in_flight > 1:
+            yield from self._embed_in_flight(clips)
+            return
         if not self.batches:
             yield from (self._embed_one(clip) for clip in clips)
             return
@@ -373,6 +380,22 @@ class SpeechEncoderEmbedder:
             for index, embedded in zip(batch, self._embed_batch([clips[i] for i in batch])):
                 results[index] = embedded
         yield from (results[i] for i in range(len(clips)))
+
+    def _embed_in_flight(self, clips: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """``clips_in_flight`` clips at once, each alone on one thread (torch's threads set to one meanwhile), in
+        order. Stopped early (an interrupt), it cancels the clips not yet started and waits for those running."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        executor = ThreadPoolExecutor(self.clips_in_flight, thread_name_prefix="embed")
+        try:
+            futures = [executor.submit(self._embed_one, clip) for clip in clips]
+            for future in futures:
+                yield future.result()
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
 
     def embed_batch(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         """One zero-padded batch through the model; every clip's frames cut back to its own length."""

@@ -44,7 +44,8 @@ def test_the_cpu_signature_is_the_first_processors_vendor_family_and_model():
 
 def test_each_round_is_a_pass_of_every_runner_over_every_clip_and_the_order_rotates():
     calls = []
-    runners = {name: (lambda clip, name=name: calls.append((name, int(clip[0]), len(clip)))) for name in "abc"}
+    runners = {name: (lambda clips, name=name: [calls.append((name, int(clip[0]), len(clip))) for clip in clips])
+               for name in "abc"}
     inputs = {name: [np.full(10_000 + index, index) for index in range(4)] for name in "abc"}
     seconds = alternating_passes(runners, inputs, rounds=4)
     assert [call[:2] for call in calls[:3]] == [("a", 0), ("b", 0), ("c", 0)]  # the untimed warm-up

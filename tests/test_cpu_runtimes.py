@@ -87,6 +87,44 @@ def test_fast_mode_runs_outside_torch_and_passes_its_cosine_check(tiny_model):
     assert cosine.mean() >= FAST_MIN_COSINE
 
 
+def test_the_split_fast_mode_keeps_a_clip_per_thread_in_flight_with_the_frames_of_one_at_a_time(tiny_model):
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
+    if embedder.runtime != ONNXRUNTIME_SPLIT:
+        pytest.skip(f"fast mode runs {embedder.runtime} on this CPU: the split needs native bfloat16")
+    threads = torch.get_num_threads()
+    if threads < 2:
+        pytest.skip("one thread: one clip in flight")
+    record = embedder.runtime_record
+    assert (record["threads"], record["clips_in_flight"]) == (1, threads) == (1, embedder.clips_in_flight)
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(16_000 + 977 * k).astype(np.float32) for k in range(7)]
+    in_flight = list(embedder.embed_many(clips))
+    assert torch.get_num_threads() == threads  # restored after the clips
+    embedder.clips_in_flight = 1
+    torch.set_num_threads(1)  # each clip in flight runs on one thread: the same bits as one at a time on one
+    try:
+        alone = list(embedder.embed_many(clips))
+    finally:
+        torch.set_num_threads(threads)
+    for (frames, summary), (frames_alone, summary_alone) in zip(in_flight, alone, strict=True):
+        assert np.array_equal(frames, frames_alone) and np.array_equal(summary, summary_alone)
+
+
+def test_clips_in_flight_stopped_early_cancel_the_rest_and_restore_the_threads(tiny_model):
+    embedder = SpeechEncoderEmbedder(EmbedConfig(str(tiny_model), mode="fast"))
+    if embedder.clips_in_flight < 2:
+        pytest.skip(f"fast mode runs {embedder.runtime}, one clip at a time, on this CPU")
+    threads = torch.get_num_threads()
+    calls = []
+    embed_one = embedder._embed_one
+    embedder._embed_one = lambda clip: calls.append(len(clip)) or embed_one(clip)
+    clips = [np.random.default_rng(k).standard_normal(16_000).astype(np.float32) for k in range(40)]
+    results = embedder.embed_many(clips)
+    next(results)
+    results.close()  # what an interrupt in embed_actor's loop does to it
+    assert len(calls) < len(clips) and torch.get_num_threads() == threads
+
+
 def _baked_length(model, inputs, all_layers):
     """A forward pass whose trace keeps the example's length as a constant: wrong at any other length."""
     values = inputs["input_values"]
