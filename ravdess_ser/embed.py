@@ -83,7 +83,8 @@ class EmbedConfig:
                       "on CUDA (docs/performance.md has the trade-off)")
     runtime: str = param("auto", "what runs the model on the CPU: auto (ONNX Runtime: float32 in exact mode, int8 "
                          "MatMuls in fast mode, after a torch bfloat16 feature encoder where the CPU has native "
-                         "bfloat16; checked against torch, falling back to torch), onnxruntime, openvino or torch; "
+                         "bfloat16, a clip per thread; checked against torch, falling back to torch), onnxruntime, "
+                         "openvino or torch; "
                          "CUDA always runs torch")
     storage: str = param("float32", "dtype of the saved .npy files: float32, or float16 to halve the disk")
     batch_seconds: float = param(120.0, "mode=fast on CUDA: padded audio seconds per batch")
