@@ -268,8 +268,10 @@ def openvino_run(path: Path, threads: int, precision: str) -> Run:
 
 def describe(record: dict) -> str:
     """One line of what ran, from a :func:`load_runtime` record."""
-    figures = [f"{key.removesuffix('_to_torch_float32').replace('_', ' ')} {record[key]:.3g} to torch float32"
-               for key in ("max_abs_diff_to_torch_float32", "mean_cosine_to_torch_float32") if key in record]
+    # Five decimals for the cosine: its floor is 0.999, and three significant digits print 0.9996 as "1".
+    figures = [f"{key.removesuffix('_to_torch_float32').replace('_', ' ')} {record[key]:{spec}} to torch float32"
+               for key, spec in (("max_abs_diff_to_torch_float32", ".3g"), ("mean_cosine_to_torch_float32", ".5f"))
+               if key in record]
     in_flight = record.get("clips_in_flight", 1)
     line = (f"{record['runtime']} {record['version']} {record['precision']} on this {record['cpu_class']} CPU, "
             f"{record['threads']} threads" + (f" per clip, {in_flight} clips at once" if in_flight > 1 else "")

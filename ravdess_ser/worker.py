@@ -28,10 +28,10 @@ A workspace removed and made again at the same path (``rm -rf clone && git clone
 scratch project) has the same name and code: its old worker, which holds the removed folder, declines the job and
 exits, and the client starts a worker in the new folder.
 
-It runs one job at a time and exits after ``RAVDESS_SER_WORKER_IDLE`` seconds
-(default 60) without one. A client that dies (Ctrl-C, SIGTERM, SIGKILL) closes
-its socket; the worker notices at its next progress write and abandons the
-job, whose temporaries are removed as in any interrupted run.
+It runs one job at a time and exits after ``RAVDESS_SER_WORKER_IDLE`` seconds (default 60) without one; the next
+worker to start removes its socket, lock and log an hour after that. A client that dies (Ctrl-C, SIGTERM, SIGKILL)
+closes its socket; the worker notices at its next progress write and abandons the job, whose temporaries are
+removed as in any interrupted run.
 ``RAVDESS_SER_WORKER=0`` runs the stages in-process instead.
 """
 
@@ -70,6 +70,8 @@ FINGERPRINT_ENV = ("CUDA_VISIBLE_DEVICES", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OF
 # The jobs a worker runs, by name: "module:function" of a function taking and returning JSON values.
 TASKS = ("ravdess_ser.audio:resample_actor_job", "ravdess_ser.embed:embed_actor_job")
 START_TIMEOUT_SECONDS = 120.0
+# How long an ended worker's files stay: its log is where a failed job's one-line error points.
+ENDED_WORKER_LOG_SECONDS = 3600.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 log = logging.getLogger(__name__)
@@ -167,22 +169,80 @@ def _connect(path: Path) -> socket.socket | None:
     return sock
 
 
+def _lock_worker(lock_path: Path, flags: int = fcntl.LOCK_EX) -> int | None:
+    """An open, locked ``lock_path`` (None if ``LOCK_NB`` is in ``flags`` and another process holds it).
+
+    Lock files of ended workers are removed by :func:`_remove_ended_workers`, which holds the lock as it unlinks: a
+    lock taken on a file that is no longer at its path locks nothing, so it is taken again on the new file.
+    """
+    while True:
+        fd = _open_private(lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        held = os.fstat(fd)
+        with contextlib.suppress(FileNotFoundError):
+            current = os.lstat(lock_path)
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                return fd
+        os.close(fd)
+
+
+def _remove_ended_workers(folder: Path, keep: Path) -> None:
+    """Remove the socket, lock and log of every other worker in ``folder`` that has ended, once its log has been
+    quiet for :data:`ENDED_WORKER_LOG_SECONDS` (a failed job's one-line error points at that log).
+
+    Each code version has its own worker, so without this the folder keeps dozens after a day of edits and tests.
+    A worker holds a shared lock on its log for as long as it runs (its stdout is that open file), and a client
+    starting one holds its lock file: a worker is ended when both locks can be taken.
+    """
+    for lock_path in folder.glob("worker-*.lock"):
+        if lock_path == keep.with_suffix(".lock"):
+            continue
+        log_path, sock_path = lock_path.with_suffix(".log"), lock_path.with_suffix(".sock")
+        try:
+            if time.time() - os.lstat(log_path).st_mtime < ENDED_WORKER_LOG_SECONDS:
+                continue
+            lock = _lock_worker(lock_path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (OSError, NotPrivate):
+            continue
+        if lock is None:
+            continue
+        try:
+            log_fd = _open_private(log_path, os.O_RDONLY)
+            try:
+                fcntl.flock(log_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(log_fd)
+            for stale in (sock_path, log_path, lock_path):  # the lock last: it guards the other two
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+        except (OSError, NotPrivate):  # BlockingIOError: the worker runs
+            pass
+        finally:
+            os.close(lock)
+
+
 def _connect_or_start(path: Path) -> socket.socket:
     sock = _connect(path)
     if sock is not None:
         return sock
     # One client starts the worker; others wait on the lock and then connect to it.
-    lock = _open_private(path.with_suffix(".lock"), os.O_RDWR)
+    lock = _lock_worker(path.with_suffix(".lock"))
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         sock = _connect(path)
         if sock is not None:
             return sock
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a killed worker's socket: nobody answers it, and we hold the lock
+        _remove_ended_workers(path.parent, keep=path)
         log_path = path.with_suffix(".log")
         log_fd = _open_private(log_path, os.O_WRONLY | os.O_APPEND)
         try:
+            # Held by the worker's stdout until it ends: while it is, _remove_ended_workers leaves its files alone.
+            fcntl.flock(log_fd, fcntl.LOCK_SH)
             process = subprocess.Popen(
                 [sys.executable, "-m", "ravdess_ser.worker", str(path)],
                 cwd=WORKSPACE, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, start_new_session=True,
@@ -397,6 +457,7 @@ def serve(path: Path, idle_seconds: float) -> None:
         os.close(workspace)
         _unlink_if_ours(path, inode)
         server.close()
+    print(f"stopped after {idle_seconds:g} s without a job", flush=True)  # dates the log: see _remove_ended_workers
 
 
 def _decline_all(server: socket.socket, conn: socket.socket, path: Path, inode: int) -> None:

@@ -14,7 +14,8 @@ import torch
 
 from conftest import tone
 from ravdess_ser.cpu_runtimes import (FAST_MIN_COSINE, ONNXRUNTIME_EXACT, ONNXRUNTIME_FAST, ONNXRUNTIME_SPLIT,
-                                      OPENVINO_FAST, TORCH_EXACT, TORCH_FAST, load_runtime, runtime_candidates)
+                                      OPENVINO_FAST, TORCH_EXACT, TORCH_FAST, describe, load_runtime,
+                                      runtime_candidates)
 from ravdess_ser.embed import EmbedConfig, SpeechEncoderEmbedder, embed_actor, hidden_layers
 from ravdess_ser.errors import PipelineError
 
@@ -85,6 +86,9 @@ def test_fast_mode_runs_outside_torch_and_passes_its_cosine_check(tiny_model):
     cosine = (exact * fast).sum(-1) / (np.linalg.norm(exact, axis=-1) * np.linalg.norm(fast, axis=-1))
     assert fast.shape == exact.shape and not np.array_equal(fast, exact)
     assert cosine.mean() >= FAST_MIN_COSINE
+    # The log line's figure shows the cosine to its floor's precision, not rounded up to 1.
+    assert f"mean cosine {embedder.runtime_record['mean_cosine_to_torch_float32']:.5f} to torch" in describe(
+        embedder.runtime_record)
 
 
 def test_the_split_fast_mode_keeps_a_clip_per_thread_in_flight_with_the_frames_of_one_at_a_time(tiny_model):

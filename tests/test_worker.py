@@ -125,6 +125,52 @@ def test_an_idle_worker_exits_and_removes_its_socket(tmp_path, tiny_model, worke
     while time.monotonic() < deadline and (path.exists() or _worker_pids(path)):
         time.sleep(0.1)
     assert not path.exists() and not _worker_pids(path)
+    assert path.with_suffix(".log").read_text().endswith("stopped after 1 s without a job\n")
+
+
+def test_a_worker_start_removes_the_files_of_ended_workers_and_no_others(tmp_path, worker_env, monkeypatch):
+    """Each code version has a worker of its own; the files of those that ended an hour ago go at the next start."""
+    raw = tmp_path / "raw"
+    write_wav(raw / "03-01-01-01-01-01-01.wav", tone(0.2, 48_000))
+
+    def worker_for(version: str) -> Path:  # HF_HUB_OFFLINE is in the fingerprint: each value is another worker
+        monkeypatch.setenv("HF_HUB_OFFLINE", version)
+        run_task(resample_actor_job, raw_dir=str(raw), out_dir=str(tmp_path / version), config=asdict(ResampleConfig()))
+        return socket_path()
+
+    def files(sock: Path) -> list[Path]:
+        return [path for path in (sock, sock.with_suffix(".lock"), sock.with_suffix(".log")) if path.exists()]
+
+    hour_ago = time.time() - 3700
+    killed = worker_for("killed")
+    (pid,) = _worker_pids(killed)
+    os.kill(pid, signal.SIGKILL)  # leaves its socket file behind
+    while Path(f"/proc/{pid}").exists() and subprocess.run(["ps", "-o", "stat=", str(pid)], capture_output=True,
+                                                           text=True).stdout.strip() not in ("", "Z"):
+        time.sleep(0.05)
+    running = worker_for("running")
+    folder = running.parent
+    recent = folder / "worker-recent.sock"  # ended, but its log was written within the hour
+    starting = folder / "worker-starting.sock"  # a client holds its lock while the worker starts
+    for sock in (recent, starting):
+        sock.with_suffix(".lock").touch(mode=0o600)
+        sock.with_suffix(".log").touch(mode=0o600)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(lock, fcntl.LOCK_EX); print(flush=True); time.sleep(60)",
+                               str(starting.with_suffix(".lock"))], stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()
+        for sock in (killed, running, starting):
+            os.utime(sock.with_suffix(".log"), (hour_ago, hour_ago))
+        assert len(files(killed)) == 3
+        worker_for("next")
+        assert files(killed) == []
+        assert len(files(running)) == 3 and len(files(recent)) == 2 and len(files(starting)) == 2
+        first = _worker_pids(running)
+        assert worker_for("running") == running and _worker_pids(running) == first
+    finally:
+        holder.kill()
+        subprocess.run(["pkill", "-f", f"ravdess_ser.worker {folder}"])
 
 
 def test_a_worker_killed_mid_job_leaves_no_temporary_behind(tmp_path, tiny_model, worker_env):
