@@ -119,7 +119,7 @@ def recall_table(results: Sequence[RunResult], classes: Sequence[str]) -> list[d
 
 def cross_validate(rows: Sequence[ManifestRow], root: Path, config: TrainConfig,
                    processes: int | None = None) -> list[RunResult]:
-    """Every run of ``config``'s protocol, trained and tested (in a pool of processes, see training_pool)."""
+    """Every run of ``config``'s protocol, trained and tested (in a pool of processes where that pays, see training_pool)."""
     return train_all(rows, root, protocol_runs(config), processes)
 
 

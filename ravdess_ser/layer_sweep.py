@@ -8,7 +8,7 @@ settings. Each layer's runs are aggregated as the crossval stage aggregates
 them: a row of the sweep is the cross-validation that
 ``train.features=layer_summary``, ``train.layer=<layer>`` and
 ``train.pooling=mean_std`` would give. The trainings run in a pool of
-processes (:mod:`ravdess_ser.training_pool`).
+processes where that pays (:mod:`ravdess_ser.training_pool`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def sweep_layers(rows: Sequence[ManifestRow], root: Path, config: TrainConfig,
     runs = protocol_runs(replace(config, features="layer_summary", pooling="mean_std"))
     layers = [WEIGHTED] + [str(layer) for layer in range(summary_layer_count(rows, root))]
     configs = [replace(run, layer=layer) for layer in layers for run in runs]
-    log.info("%d trainings (%d layers and their weighted sum, %d runs of %s) in a pool", len(configs),
+    log.info("%d trainings (%d layers and their weighted sum, %d runs of %s)", len(configs),
              len(layers) - 1, len(runs), protocol.name)
     results = train_all(rows, root, configs, processes)
     by_layer = {layer: results[i * len(runs):(i + 1) * len(runs)] for i, layer in enumerate(layers)}

@@ -203,8 +203,9 @@ def _remove_ended_workers(folder: Path, keep: Path) -> None:
             continue
         log_path, sock_path = lock_path.with_suffix(".log"), lock_path.with_suffix(".sock")
         try:
-            if time.time() - os.lstat(log_path).st_mtime < ENDED_WORKER_LOG_SECONDS:
-                continue
+            with contextlib.suppress(FileNotFoundError):  # no log: its client died before starting it
+                if time.time() - os.lstat(log_path).st_mtime < ENDED_WORKER_LOG_SECONDS:
+                    continue
             lock = _lock_worker(lock_path, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except (OSError, NotPrivate):
             continue

@@ -1,5 +1,5 @@
-"""Stage 6, crossval: every fold of train.protocol with every seed, trained in a pool of processes, and one
-cross-validated report (metrics.json, test_predictions.csv, recall.csv, runs.csv, training_curves.csv)."""
+"""Stage 6, crossval: every fold of train.protocol with every seed, trained (in a pool of processes where that pays:
+RAVDESS_SER_TRAINING_PROCESSES sets how many), and one cross-validated report (metrics.json, test_predictions.csv, recall.csv, runs.csv, training_curves.csv)."""
 
 import logging
 from pathlib import Path

@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 
 from ravdess_ser.cli import StageParams, parse_stage_config, run_stage
-from ravdess_ser.manifest import read_manifest
-from ravdess_ser.train import save_training_outputs, train_classifier
 from ravdess_ser.train_config import TrainConfig
 
 PARAMS = StageParams(TrainConfig, "train")
@@ -21,6 +19,10 @@ def main() -> None:
          "model": "where the trained classifier goes (experiments/model/classifier.safetensors)",
          "out_dir": "the run's DVCLive log (metrics.json, plots/metrics/) and test_predictions.csv (experiments/train)"},
     )
+    # Imported once the arguments are good: torch takes 2 s to import, which --help and a bad param need not wait for.
+    from ravdess_ser.manifest import read_manifest
+    from ravdess_ser.train import save_training_outputs, train_classifier
+
     result = train_classifier(read_manifest(args.manifest), Path.cwd(), config)
     save_training_outputs(result, config, args.model, args.out_dir)
     test = result.metrics["test"]

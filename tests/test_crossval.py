@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import pytest
 
 from conftest import REPO_ROOT
 from test_stage_errors import _assert_one_line_error, _stage
-from test_train import FAST, _embedded_corpus
+from test_train import FAST, SUMMARY_LAYERS, _embedded_corpus
+from ravdess_ser import training_pool
 from ravdess_ser.crossval import aggregate_runs, cross_validate, recall_table, write_crossval_report
 from ravdess_ser.embedding_files import layer_summary_path
 from ravdess_ser.errors import PipelineError
@@ -145,10 +147,33 @@ def test_the_layer_sweep_cross_validates_every_layer_and_finds_the_informative_o
 
 
 @pytest.mark.slow
-def test_the_layer_sweep_gives_the_same_results_in_one_process_or_a_pool(tmp_path):
+def test_the_layer_sweep_gives_the_same_results_in_one_process_or_a_pool_or_both(tmp_path, monkeypatch, caplog):
     rows = _embedded_corpus(tmp_path, range(1, 7))
     config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
-    assert sweep_layers(rows, tmp_path, config, processes=2) == sweep_layers(rows, tmp_path, config, processes=1)
+    alone = sweep_layers(rows, tmp_path, config, processes=1)
+    assert sweep_layers(rows, tmp_path, config, processes=2) == alone
+    # By default the first trainings run here, timed, and the rest where that is sooner: here, in a pool.
+    monkeypatch.setattr(training_pool, "pool_pays_off", lambda *figures: True)
+    with caplog.at_level(logging.INFO, logger="ravdess_ser.training_pool"):
+        assert sweep_layers(rows, tmp_path, config) == alone
+    assert f"{len(FOLDS) * (SUMMARY_LAYERS + 1) - training_pool.TIMED_TRAININGS} more trainings" in caplog.text
+
+
+def test_a_pool_pays_off_when_the_trainings_outlast_a_processs_start_up():
+    # A test-sized corpus: 16 trainings of 0.02 s, against 2 s to start a process and train its first model.
+    assert not training_pool.pool_pays_off(1.5, 0.5, 0.02, 16, 2)
+    # RAVDESS-sized: 54 of 0.5 s.
+    assert training_pool.pool_pays_off(1.5, 2.0, 0.5, 54, 2)
+
+
+def test_the_number_of_training_processes_can_be_set_and_a_bad_one_is_one_line(monkeypatch):
+    config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
+    monkeypatch.setenv(training_pool.PROCESSES_ENV, "3")
+    assert training_pool.pool_processes(config, 10) == 3 and training_pool.pool_processes(config, 2) == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(training_pool.PROCESSES_ENV, bad)
+        with pytest.raises(PipelineError, match=rf"^RAVDESS_SER_TRAINING_PROCESSES='{bad}': must be a whole number"):
+            training_pool.pool_processes(config, 10)
 
 
 @pytest.mark.slow

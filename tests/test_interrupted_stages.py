@@ -21,6 +21,7 @@ from conftest import REPO_ROOT
 from dvc_project import update_params
 from ravdess_ser.atomic import TEMP_PREFIX, atomic_dir
 from ravdess_ser.errors import INTERRUPTED
+from ravdess_ser.training_pool import PROCESSES_ENV
 
 
 
@@ -28,8 +29,8 @@ def _start(cwd: Path, script: str, *args: str, params: dict, **popen) -> subproc
     """``python -m stages.<script>`` in ``cwd``, with the repo's params.yaml changed by ``params``."""
     shutil.copy(REPO_ROOT / "params.yaml", cwd)
     update_params(cwd, params)
+    popen.setdefault("env", os.environ | {"PYTHONPATH": str(REPO_ROOT)})
     return subprocess.Popen([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", *args], cwd=cwd,
-                            env=os.environ | {"PYTHONPATH": str(REPO_ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -145,7 +146,8 @@ def test_ctrl_c_while_the_layer_sweeps_pool_starts_is_the_one_interrupted_line(t
     folds = {"1": [1, 2], "2": [3, 4], "3": [5, 6]}
     train = {key: value for key, value in FAST.items() if key not in ("folds", "fold")} | {"folds": folds, "fold": "1"}
     stage = _start(tmp_path, "layer_sweep.py", "manifest.csv", "sweep", params={"train": train},
-                   start_new_session=True)  # its own process group, as a terminal's foreground job
+                   start_new_session=True,  # its own process group, as a terminal's foreground job
+                   env=os.environ | {"PYTHONPATH": str(REPO_ROOT), PROCESSES_ENV: "2"})  # a pool, however small
     workers: list[int] = []
 
     def pool_imports_torch() -> bool:

@@ -71,10 +71,20 @@ def test_fresh_repro_runs_every_stage_and_a_second_runs_none(project, reproduced
     assert "Data and pipelines are up to date" in second.stdout
 
 
-def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_params(project, reproduced_project):
+def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_params(project, reproduced_project,
+                                                                                  tmp_path):
     definitions = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     records = {path.stem: json.loads(path.read_text()) for path in reproduced_project.audit.glob("*.json")}
     assert set(records) == ALL_STAGES
+    # One actor's per-actor stages again, in-process, so that their records hold their jobs' imports too; the
+    # same bytes come out as from the worker.
+    in_process = f"resample@{ACTORS[0]}", f"embed@{ACTORS[0]}"
+    result = dvc(project, "repro", "--force", "--single-item", *in_process,
+                 env={"RAVDESS_SER_AUDIT_DIR": str(tmp_path), "RAVDESS_SER_WORKER": "0"})
+    assert stages_run(result.stdout) == set(in_process)
+    assert git(project, "status", "--porcelain").stdout == ""
+    records |= {stage: json.loads((tmp_path / f"{stage}.json").read_text()) for stage in in_process}
+    assert "ravdess_ser/cpu_runtimes.py" in records[in_process[1]]["modules"]  # a module the job imports lazily
     for stage, record in records.items():
         definition = definitions[stage.split("@")[0]]
         body = definition.get("do", definition)

@@ -150,6 +150,8 @@ def test_a_worker_start_removes_the_files_of_ended_workers_and_no_others(tmp_pat
         time.sleep(0.05)
     running = worker_for("running")
     folder = running.parent
+    orphan = folder / "worker-orphan.lock"  # a client that died before it started the worker: no log
+    orphan.touch(mode=0o600)
     recent = folder / "worker-recent.sock"  # ended, but its log was written within the hour
     starting = folder / "worker-starting.sock"  # a client holds its lock while the worker starts
     for sock in (recent, starting):
@@ -164,7 +166,7 @@ def test_a_worker_start_removes_the_files_of_ended_workers_and_no_others(tmp_pat
             os.utime(sock.with_suffix(".log"), (hour_ago, hour_ago))
         assert len(files(killed)) == 3
         worker_for("next")
-        assert files(killed) == []
+        assert files(killed) == [] and not orphan.exists()
         assert len(files(running)) == 3 and len(files(recent)) == 2 and len(files(starting)) == 2
         first = _worker_pids(running)
         assert worker_for("running") == running and _worker_pids(running) == first
