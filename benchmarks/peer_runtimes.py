@@ -143,8 +143,9 @@ def measure_peers(exact: SpeechEncoderEmbedder, fast: SpeechEncoderEmbedder, cli
               ("torch fp32", "ONNX Runtime fp32"), "openvino_vs_torch_fp32": ("OpenVINO f32", "torch fp32")}
     return {
         "clips": len(clips), "audio_seconds": audio_seconds, "rounds": rounds, "threads": threads, "turns": "passes",
-        "versions": _versions(), "runtimes": {"exact stage": str(exact.runtime), "fast stage": str(fast.runtime) + (
-            f", {fast.clips_in_flight} clips in flight" if fast.clips_in_flight > 1 else "")},
+        "versions": _versions(), "runtimes": {name: str(embedder.runtime) + (
+            f", {embedder.clips_in_flight} clips in flight" if embedder.clips_in_flight > 1 else "")
+            for name, embedder in (("exact stage", exact), ("fast stage", fast))},
         "onnx_export_seconds": export_seconds,
         "audio_seconds_per_second": {name: audio_seconds / statistics.median(s) for name, s in seconds.items()},
         "vs_torch_fp32": {name: median_ratio(seconds, name, "torch fp32") for name in runners},
