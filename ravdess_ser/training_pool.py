@@ -74,7 +74,7 @@ def pool_processes(config: TrainConfig, trainings: int) -> int:
     ``$RAVDESS_SER_TRAINING_PROCESSES``."""
     if os.environ.get(PROCESSES_ENV):
         text = os.environ[PROCESSES_ENV]
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:  # isdigit alone takes '²'
             raise PipelineError(f"{PROCESSES_ENV}={text!r}: must be a whole number of processes, 1 or more")
         return min(int(text), trainings)
     if resolve_device(config.device).type != "cpu":

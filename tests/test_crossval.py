@@ -170,7 +170,7 @@ def test_the_number_of_training_processes_can_be_set_and_a_bad_one_is_one_line(m
     config = TrainConfig(**FAST | {"folds": FOLDS, "fold": "1"})
     monkeypatch.setenv(training_pool.PROCESSES_ENV, "3")
     assert training_pool.pool_processes(config, 10) == 3 and training_pool.pool_processes(config, 2) == 2
-    for bad in ("0", "two", "-1"):
+    for bad in ("0", "two", "-1", "²"):
         monkeypatch.setenv(training_pool.PROCESSES_ENV, bad)
         with pytest.raises(PipelineError, match=rf"^RAVDESS_SER_TRAINING_PROCESSES='{bad}': must be a whole number"):
             training_pool.pool_processes(config, 10)
