@@ -25,12 +25,13 @@ from ravdess_ser.training_pool import PROCESSES_ENV
 
 
 
-def _start(cwd: Path, script: str, *args: str, params: dict, **popen) -> subprocess.Popen:
-    """``python -m stages.<script>`` in ``cwd``, with the repo's params.yaml changed by ``params``."""
+def _start(cwd: Path, script: str, *args: str, params: dict, env: dict | None = None, **popen) -> subprocess.Popen:
+    """``python -m stages.<script>`` in ``cwd``, with the repo's params.yaml changed by ``params`` and the
+    environment by ``env``."""
     shutil.copy(REPO_ROOT / "params.yaml", cwd)
     update_params(cwd, params)
-    popen.setdefault("env", os.environ | {"PYTHONPATH": str(REPO_ROOT)})
     return subprocess.Popen([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", *args], cwd=cwd,
+                            env=os.environ | {"PYTHONPATH": str(REPO_ROOT)} | (env or {}),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -147,7 +148,7 @@ def test_ctrl_c_while_the_layer_sweeps_pool_starts_is_the_one_interrupted_line(t
     train = {key: value for key, value in FAST.items() if key not in ("folds", "fold")} | {"folds": folds, "fold": "1"}
     stage = _start(tmp_path, "layer_sweep.py", "manifest.csv", "sweep", params={"train": train},
                    start_new_session=True,  # its own process group, as a terminal's foreground job
-                   env=os.environ | {"PYTHONPATH": str(REPO_ROOT), PROCESSES_ENV: "2"})  # a pool, however small
+                   env={PROCESSES_ENV: "2"})  # a pool, however small
     workers: list[int] = []
 
     def pool_imports_torch() -> bool:
