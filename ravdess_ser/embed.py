@@ -37,10 +37,11 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -55,6 +56,7 @@ from ravdess_ser.errors import PipelineError
 from ravdess_ser.embedding_files import LAYER_SUMMARY_DIR, layer_summary_path, save_embedding
 
 log = logging.getLogger(__name__)
+T, R = TypeVar("T"), TypeVar("R")
 
 MODES = ("exact", "fast")
 # embed.runtime's choices: what runs the model on the CPU (ravdess_ser.cpu_runtimes).
@@ -366,11 +368,8 @@ class SpeechEncoderEmbedder:
         data2vec-audio (see ``batches``). Whisper pads every clip to its window
         on its own anyway, so its batches change nothing.
         """
-        if self.clips_in_flight > 1:
-            yield from self._embed_in_flight(clips)
-            return
-        if not self.batches:
-            yield from (self._embed_one(clip) for clip in clips)
+        if self.clips_in_flight > 1 or not self.batches:
+            yield from self.map_in_flight(self._embed_one, clips)
             return
         for clip in clips:
             self.check_length(clip)
@@ -382,16 +381,20 @@ class SpeechEncoderEmbedder:
                 results[index] = embedded
         yield from (results[i] for i in range(len(clips)))
 
-    def _embed_in_flight(self, clips: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """``clips_in_flight`` clips at once, each alone on one thread (torch's threads set to one meanwhile), in
-        order. Stopped early (an interrupt), it cancels the clips not yet started and waits for those running."""
+    def map_in_flight(self, function: Callable[[T], R], items: list[T]) -> Iterator[R]:
+        """``function(item)`` for each item, in order, ``clips_in_flight`` items at once where the runtime says so,
+        each on one thread (torch's threads set to one meanwhile). Stopped early (an interrupt), it cancels the
+        items not yet started and waits for those running."""
+        if self.clips_in_flight == 1:
+            yield from map(function, items)
+            return
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         executor = ThreadPoolExecutor(self.clips_in_flight, thread_name_prefix="embed")
         try:
-            futures = [executor.submit(self._embed_one, clip) for clip in clips]
+            futures = [executor.submit(function, item) for item in items]
             for future in futures:
                 yield future.result()
         finally:
