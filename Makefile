@@ -33,7 +33,7 @@ pipeline: $(STAMP)
 # module fixture builds, in order): 2 fit 2 cores; `make test TEST_WORKERS=0` runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(TIMED) "make test" -- python -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(TIMED) "make test" -- python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Every test but those marked dvc, server or slow (pyproject.toml): about a minute on 2 cores (docs/development.md).
 test-fast: $(STAMP)

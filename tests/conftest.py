@@ -100,7 +100,18 @@ def _uses_dvc_projects(module) -> bool:
     return any(getattr(value, "__module__", None) == "dvc_project" for value in vars(module).values())
 
 
+# `make test`'s pytest-xdist (--dist loadscope --no-loadscope-reorder) hands whole modules to its two workers in
+# collection order, each the next as it runs short: these first, longest first (`pytest --durations=0`, 2 cores),
+# so that no worker is left alone with a long module at the end. test_pipeline_dvc builds reproduced_project,
+# and test_protocols_dvc, which builds a project of its own, keeps the other worker busy meanwhile.
+LONGEST_MODULES = ("test_pipeline_dvc", "test_protocols_dvc", "test_remote", "test_experiments", "test_worker",
+                   "test_interruption", "test_upstreams_dvc", "test_layer_summary", "test_crossval")
+
+
 def pytest_collection_modifyitems(config, items):
+    # A stable sort: each module's tests keep their order, which the DVC modules' tests rely on.
+    items.sort(key=lambda item: LONGEST_MODULES.index(item.path.stem) if item.path.stem in LONGEST_MODULES
+               else len(LONGEST_MODULES))
     for item in items:
         if _uses_dvc_projects(item.module) and not item.get_closest_marker("dvc"):
             item.add_marker(pytest.mark.dvc)

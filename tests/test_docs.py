@@ -68,3 +68,10 @@ def test_the_readmes_embedding_speeds_are_the_benchmarks_results():
             f"{speeds['exact stage']:.1f}", f"{ratios['exact_vs_onnxruntime_fp32']:.2f}",
             f"{speeds['fast stage']:.1f}", f"{ratios['fast_vs_exact']:.2f}",
             f"{ratios['fast_vs_onnxruntime_int8']:.2f}"), cpu_class
+
+
+def test_the_modules_scheduled_first_exist():
+    """conftest.py's LONGEST_MODULES orders `make test`'s modules by name: a renamed module would silently drop out."""
+    from conftest import LONGEST_MODULES
+
+    assert [m for m in LONGEST_MODULES if not (REPO_ROOT / "tests" / f"{m}.py").is_file()] == []

@@ -45,7 +45,7 @@ def test_dvc_repro_runs_the_whole_pipeline_on_the_upstream(reproduced_project, t
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", f"the miniature {upstream}")
 
-    result = dvc(project, "repro", env={"RAVDESS_SER_WORKER": "0"})
+    result = dvc(project, "repro")
     downstream = {f"embed@{actor}" for actor in ACTORS} | {"label-manifest", "train", "crossval", "layer-sweep"}
     assert stages_run(result.stdout) == downstream  # everything the model feeds; the corpus and resampling do not
     for actor in ACTORS:
