@@ -30,7 +30,8 @@ pipeline: $(STAMP)
 		echo "Plots: experiments/plots/index.html (works offline; or run 'dvc plots show')"
 
 # pytest-xdist workers, each taking a whole test module at a time (a DVC module's tests share the project its
-# module fixture builds, in order): 2 fit 2 cores; `make test TEST_WORKERS=0` runs in one process.
+# module fixture builds, in order), the longest first (LONGEST_MODULES in tests/conftest.py): 2 fit 2 cores;
+# `make test TEST_WORKERS=0` runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(TIMED) "make test" -- python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder

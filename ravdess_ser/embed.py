@@ -353,7 +353,7 @@ class SpeechEncoderEmbedder:
 
     def embed_many(self, clips: list[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Embed clips in order: one at a time, several at once each on one thread where the runtime says so
-        (``clips_in_flight``: the split fast mode, :mod:`ravdess_ser.cpu_runtimes`), or on CUDA in fast mode as
+        (``clips_in_flight``: ONNX Runtime on the CPU, :mod:`ravdess_ser.cpu_runtimes`), or on CUDA in fast mode as
         length-bucketed batches.
 
         Yields each clip's ``(frames, layer summary)``; the summary is None unless ``layer_summary`` is on.
