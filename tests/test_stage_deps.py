@@ -86,3 +86,14 @@ def test_every_key_of_params_yaml_is_read_by_some_stage():
     read = {f"{p.section}.{name}" for p in (importlib.import_module(f"stages.{s}").PARAMS for s in SCRIPTS)
             for name in p.read}
     assert {f"{section}.{key}" for section, values in params.items() for key in values} == read
+
+
+def test_the_committed_dvc_lock_records_exactly_the_stages_of_dvc_yaml():
+    """`dvc repro` updates the entries of the stages it runs and keeps every other, so the entries of a stage taken
+    out of dvc.yaml stay in dvc.lock, recording outputs that nothing makes any more, until they are removed by hand."""
+    from dvc.repo import Repo
+
+    with Repo(str(REPO_ROOT)) as repo:
+        stages = {stage.addressing for stage in repo.index.stages}
+    locked = set(yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())["stages"])
+    assert (locked - stages, stages - locked) == (set(), set()), "(entries without a stage, stages without an entry)"
