@@ -28,10 +28,10 @@ pytestmark = pytest.mark.dvc  # builds DVC projects (minutes): not in `make test
 ACTORS = ["01", "02", "03"]
 EMBED = {f"embed@{actor}" for actor in ACTORS}
 UPSTREAM = {"download"} | {f"resample@{actor}" for actor in ACTORS} | EMBED  # the heavy part: up to the embeddings
-# origin tries this variant of the embeddings once, as an experiment it never commits: only the
-# run-cache remembers it.
-RUN_CACHED_LAYER = 1
 SPLIT_LAYER = 2  # the change of model that the split-across-machines test embeds anew (not run-cached)
+SHARED_LAYER = 3  # a colleague's experiment, shared through the remote
+TRAINING_METRICS = ["experiments/train/metrics.json", "experiments/crossval/metrics.json",
+                    "experiments/layer_sweep/metrics.json"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ class Origin:
     path: Path
     store: Path  # the local-directory remote, committed in origin's .dvc/config
     pipeline: set[str]  # every stage: a fresh `dvc repro` runs them all
-    run_cached_embeddings: dict[str, str]  # the embeddings of the embed.layer=1 experiment, by path
 
     @property
     def downstream(self) -> set[str]:
@@ -57,14 +56,7 @@ def origin(reproduced_project, tmp_path_factory) -> Origin:
     dvc(project, "remote", "add", "-d", "storage", str(store))
     git(project, "commit", "-q", "-am", "The team's remote: a directory on the shared filesystem")
     dvc(project, "push", "--run-cache")
-
-    experiment = dvc(project, "exp", "run", "-S", f"embed.layer={RUN_CACHED_LAYER}", "label-manifest")
-    assert stages_run(experiment.stdout) == EMBED | {"label-manifest"}
-    embeddings = _embeddings(project)
-    dvc(project, "push", "--run-cache")
-    git(project, "reset", "-q", "--hard")
-    dvc(project, "checkout", "--force")
-    return Origin(project, store, pipeline, embeddings)
+    return Origin(project, store, pipeline)
 
 
 @pytest.fixture
@@ -150,16 +142,38 @@ def test_repro_pull_in_a_fresh_clone_downloads_every_stage_instead_of_running_it
     assert _outputs(teammate) == _outputs(origin.path)
 
 
-def test_a_clone_checks_out_a_run_that_only_the_pushed_run_cache_has(origin, tmp_path):
-    teammate = clone(origin.path, tmp_path / "teammate")
-    dvc(teammate, "pull")
+def test_a_teammate_gets_a_colleagues_experiment_through_the_run_cache_and_exp_pull(origin, tmp_path):
+    """docs/sharing.md, "Sharing an experiment": pushed from the workspace, an experiment's embeddings come back from
+    the remote's run-cache, and its training stages run again, with the same results: their metrics and plots are
+    kept in git (cache: false), which `dvc push` does not upload. `dvc exp push` carries them, and `dvc exp pull`
+    gets the whole experiment without running anything."""
+    store = shutil.copytree(origin.store, tmp_path / "store")  # the colleague's push must not reach other tests
+    git(tmp_path, "clone", "-q", "--bare", str(origin.path), "upstream.git")
+    colleague, teammate = (clone(tmp_path / "upstream.git", tmp_path / name) for name in ("colleague", "teammate"))
+    for project in (colleague, teammate):
+        dvc(project, "remote", "modify", "--local", "storage", "url", str(store))
+        dvc(project, "pull")
 
-    # --pull fetches the remote's run-cache and the outputs of the runs it restores. (`dvc pull
-    # --run-cache` would fetch the run records only, not their outputs: the stages would run.)
-    experiment = dvc(teammate, "exp", "run", "--pull", "-S", f"embed.layer={RUN_CACHED_LAYER}", "label-manifest")
-    assert stages_run(experiment.stdout) == set()
-    assert stages_restored(experiment.stdout) == EMBED | {"label-manifest"}
-    assert _embeddings(teammate) == origin.run_cached_embeddings
+    tried = dvc(colleague, "exp", "run", "-n", "deeper", "-S", f"embed.layer={SHARED_LAYER}")
+    assert stages_run(tried.stdout) == EMBED | origin.downstream
+    dvc(colleague, "push", "--run-cache")  # the experiment is in the workspace: its outputs go too
+    dvc(colleague, "exp", "push", "origin", "deeper")
+    results = {path: (colleague / path).read_text() for path in TRAINING_METRICS}
+
+    # --pull fetches the remote's run-cache and the outputs of the runs it restores (`dvc pull --run-cache` would
+    # fetch the run records only, not their outputs: the stages would run).
+    again = dvc(teammate, "exp", "run", "--pull", "-S", f"embed.layer={SHARED_LAYER}")
+    assert stages_restored(again.stdout) == EMBED | {"label-manifest"}
+    assert _embeddings(teammate) == _embeddings(colleague)
+    assert stages_run(again.stdout) == origin.downstream - {"label-manifest"}
+    assert {path: (teammate / path).read_text() for path in TRAINING_METRICS} == results
+
+    git(teammate, "checkout", "--", ".")
+    dvc(teammate, "checkout", "--force")
+    dvc(teammate, "exp", "pull", "origin", "deeper")
+    dvc(teammate, "exp", "apply", "deeper")
+    assert {path: (teammate / path).read_text() for path in TRAINING_METRICS} == results
+    assert _status_is_clean(teammate)
 
 
 # ----------------------------------------------------------------------------- the embedding split across machines
