@@ -96,7 +96,9 @@ def parse_stage_config(params: StageParams, description: str, positionals: dict[
     unknown = set(values) - {f.name for f in dataclasses.fields(params.config_cls)}
     if unknown and params.fields is None:
         raise PipelineError(f"'{section}' has unknown keys: {', '.join(sorted(unknown))}", params_file)
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)  # `python -m stages.x`, not `x.py`, in the usage
     parser = argparse.ArgumentParser(
+        prog=f"python -m {main.name}" if main is not None else None,
         description=description,
         epilog=f"Option defaults are read from the '{section}' section of {params_file}.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

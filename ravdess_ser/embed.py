@@ -146,6 +146,8 @@ def _load_pretrained(config: EmbedConfig):
 
     folder = Path(config.model).expanduser()
     if folder.exists():
+        if not folder.is_dir():
+            raise PipelineError("is a file, not a model folder (expected a Hugging Face model folder or hub id)", folder)
         if not (folder / "config.json").is_file():
             raise PipelineError("model folder has no config.json (expected a Hugging Face model folder)", folder)
         try:

@@ -1,4 +1,6 @@
-"""Stage 7, layer-sweep: cross-validated results of the classifier on each layer's summary and on their weighted sum."""
+"""Stage 7, layer-sweep: cross-validated results of the classifier on each layer's summary (the mean and std over
+time of each layer's frames) and on their learned weighted sum, every run of train.protocol trained (in a pool of
+processes where that pays: RAVDESS_SER_TRAINING_PROCESSES sets how many)."""
 
 import json
 import logging

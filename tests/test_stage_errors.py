@@ -66,6 +66,13 @@ def test_embed_with_a_missing_model_folder(tmp_path):
     _assert_one_line_error(result, "models/missing", "model folder does not exist")
 
 
+def test_embed_with_a_file_given_as_the_model_folder(tmp_path):
+    write_wav(tmp_path / "16k/Actor_01/03-01-01-01-01-01-01.wav", tone(0.5, 16_000), 16_000)
+    (tmp_path / "README.md").write_text("not a model\n")
+    result = _stage(tmp_path, "embed.py", "16k/Actor_01", "emb/Actor_01", params={"embed": {"model": "README.md"}})
+    _assert_one_line_error(result, "README.md", "is a file, not a model folder")
+
+
 def test_embed_refuses_a_sample_rate_its_model_does_not_take(tmp_path):
     # resample.sample_rate: 8000 wrote these; the embed stage used to skip every clip and succeed with none.
     for name in ("03-01-01-01-01-01-01.wav", "03-01-02-01-01-01-01.wav"):
@@ -89,12 +96,14 @@ def test_unknown_param_keys_are_reported(tmp_path):
     _assert_one_line_error(result, "params.yaml", "unknown keys: sample_rat")
 
 
-@pytest.mark.parametrize("script", ["download.py", "resample.py", "embed.py", "label_manifest.py", "train.py"])
+@pytest.mark.parametrize("script", sorted(p.name for p in (REPO_ROOT / "stages").glob("[!_]*.py")))
 def test_every_stage_explains_itself(tmp_path, script):
     (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
-    result = subprocess.run([sys.executable, "-m", f"stages.{script.removesuffix('.py')}", "--help"],
+    module = f"stages.{script.removesuffix('.py')}"
+    result = subprocess.run([sys.executable, "-m", module, "--help"],
                             cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
-    assert result.returncode == 0 and "usage:" in result.stdout and "params.yaml" in result.stdout
+    assert result.returncode == 0 and "params.yaml" in result.stdout
+    assert result.stdout.startswith(f"usage: python -m {module} "), result.stdout  # the command to type
 
 
 # ----------------------------------------------------------------------------- params checked before any work
