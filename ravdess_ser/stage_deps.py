@@ -3,7 +3,8 @@
 A stage's code is its script, ``stages/__init__.py`` (the interpreter check), ``requirements.txt`` (the pinned
 libraries) and every module of this package that the script imports, directly or through other modules, at the
 top of a file or inside a function (lazy imports count: they run). Its params are the fields its ``PARAMS``
-(:class:`ravdess_ser.cli.StageParams`) reads, less those its command sets as options (``--fold 2``).
+(:class:`ravdess_ser.cli.StageParams`) reads, less those its command sets as options (``--fold 2``), or the whole
+section where it reads all of it (:func:`stage_params`).
 
 ``python -m ravdess_ser.stage_deps`` rewrites dvc.yaml's lists to match (keeping comments and the data deps);
 ``--check`` only reports the differences, as the test suite does. A stage's other deps (data folders, models)
@@ -63,9 +64,14 @@ def code_deps(script: Path, root: Path) -> list[str]:
 
 
 def stage_params(script_module: str, cmd: str) -> list[str]:
-    """``section.field`` for every field the stage's ``PARAMS`` reads and its command does not set."""
+    """``section.field`` for every field the stage's ``PARAMS`` reads and its command does not set; the whole
+    ``section`` where the stage reads all of it from params.yaml. Such a stage refuses a key of the section that
+    is no field, and DVC, tracking the whole section for it, runs it when such a key is added: the typo is
+    reported at once instead of when the stage next runs for another reason."""
     params = importlib.import_module(script_module).PARAMS
     options = {option.replace("-", "_") for option in _OPTION.findall(cmd)}
+    if params.fields is None and not options & set(params.read):
+        return [params.section]
     return [f"{params.section}.{name}" for name in params.read if name not in options]
 
 

@@ -85,13 +85,17 @@ def test_every_stage_imported_only_listed_code_and_read_exactly_its_listed_param
     assert git(project, "status", "--porcelain").stdout == ""
     records |= {stage: json.loads((tmp_path / f"{stage}.json").read_text()) for stage in in_process}
     assert "ravdess_ser/cpu_runtimes.py" in records[in_process[1]]["modules"]  # a module the job imports lazily
+    params = yaml.safe_load((project / "params.yaml").read_text())
     for stage, record in records.items():
         definition = definitions[stage.split("@")[0]]
         body = definition.get("do", definition)
         deps = {dep.replace("${item}", stage.partition("@")[2]).replace("${key}", stage.partition("@")[2])
                 for dep in body["deps"]}
         assert set(record["modules"]) - deps == set(), f"{stage} ran code dvc.yaml does not list"
-        assert set(record["params"]) == set(body["params"]), stage
+        # A whole section listed (a stage that reads all of it) stands for each of its keys.
+        listed = {key for param in body["params"]
+                  for key in ([param] if "." in param else [f"{param}.{name}" for name in params[param]])}
+        assert set(record["params"]) == listed, stage
 
 
 def test_a_forced_rerun_of_the_training_stages_changes_no_byte(project):
@@ -236,6 +240,18 @@ def test_experiment_on_a_train_param_reruns_only_the_stages_that_read_it(project
     result = dvc(project, "exp", "run", *[arg for setting in change for arg in ("-S", setting)])
     assert stages_run(result.stdout) == rerun
     assert change[0].split("=")[0].split(".")[1] in dvc(project, "exp", "show", "--json").stdout
+    _reset(project)
+
+
+@pytest.mark.parametrize("section, stage", [("train", "train"), ("embed", "embed@01")])
+def test_a_misspelled_new_key_stops_the_experiment_in_one_line(project, section, stage):
+    # DVC tracks the whole section for the stages that read all of it: a key added to it reruns them, and they
+    # refuse it, instead of an experiment that "succeeds" with the setting silently unused.
+    result = dvc(project, "exp", "run", "-S", f"+{section}.hiden_size=64", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    assert f"error: params.yaml: '{section}' has unknown keys: hiden_size" in output, output
+    assert f"Running stage '{stage}'" in output
     _reset(project)
 
 

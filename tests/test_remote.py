@@ -219,8 +219,8 @@ def test_two_machines_split_the_embedding_and_a_third_only_trains(origin, tmp_pa
 
     machine_c = clone(upstream, tmp_path / "C")
     lock = yaml.safe_load((machine_c / "dvc.lock").read_text())
-    # dvc.yaml lists single keys (embed.layer, ...): dvc.lock records them under their dotted names.
-    assert all(lock["stages"][f"embed@{a}"]["params"]["params.yaml"]["embed.layer"] == SPLIT_LAYER for a in ACTORS)
+    # The embed stages list the whole embed section (they read all of it): dvc.lock records it as one mapping.
+    assert all(lock["stages"][f"embed@{a}"]["params"]["params.yaml"]["embed"]["layer"] == SPLIT_LAYER for a in ACTORS)
     dvc(machine_c, "pull")
     c_run = dvc(machine_c, "repro")
     assert {"label-manifest", "train"} <= stages_run(c_run.stdout) <= origin.downstream  # no embedding
