@@ -40,19 +40,20 @@ def read_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]
     return params[section]
 
 
-def _field_parser(annotation) -> tuple[Callable[[str], Any], str | None]:
-    """An argparse ``type`` and ``nargs`` for a dataclass field's annotation."""
+def _field_parser(annotation) -> tuple[Callable[[str], Any], str | None, str | None]:
+    """An argparse ``type``, ``nargs`` and ``metavar`` (None: argparse's own) for a dataclass field's annotation."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         return _field_parser(inner[0])
     if origin in (tuple, list):
-        return typing.get_args(annotation)[0], "*"
+        return typing.get_args(annotation)[0], "*", None
     if origin is dict:
-        return yaml.safe_load, None  # e.g. --folds "{'1': [1, 2], '2': [3, 4]}"
+        return yaml.safe_load, None, "YAML"  # e.g. --folds "{'1': [1, 2], '2': [3, 4]}"
     if annotation is bool:
-        return str, None  # the config converts it, as it converts params.yaml's, and refuses what is no bool
-    return annotation, None
+        # The config converts it, as it converts params.yaml's, and refuses what is no bool.
+        return str, None, "{true,false}"
+    return annotation, None, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,13 +111,13 @@ def parse_stage_config(params: StageParams, description: str, positionals: dict[
             continue
         if f.name not in values:
             raise PipelineError(f"'{section}' has no key '{f.name}' ({f.metadata.get('help', '')})", params_file)
-        value_type, nargs = _field_parser(hints[f.name])
+        value_type, nargs, metavar = _field_parser(hints[f.name])
         default = values[f.name]
         default = tuple(default) if isinstance(default, list) else default
         default = _ParamsText(default) if isinstance(default, str) and f.name in values else default
         parser.add_argument(
             f"--{f.name.replace('_', '-')}", dest=f.name, type=_option_type(value_type), nargs=nargs, default=default,
-            help=f.metadata.get("help", ""),
+            metavar=metavar, help=f.metadata.get("help", ""),
         )
     args = parser.parse_args(argv)
     given = {token.split("=", 1)[0] for token in (sys.argv[1:] if argv is None else argv)}
@@ -171,7 +172,10 @@ def _option_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     naming its key (argparse would print its usage and ``argument --layer: invalid int value``)."""
     def parse(text: str):
         if not isinstance(text, _ParamsText):
-            return convert(text)
+            try:
+                return convert(text)
+            except yaml.YAMLError:  # argparse reports only ValueError, TypeError and this one on its usage line
+                raise argparse.ArgumentTypeError(f"invalid YAML value: {text!r}") from None
         try:
             return convert(str(text))
         except (ValueError, TypeError, yaml.YAMLError):

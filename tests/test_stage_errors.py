@@ -106,6 +106,16 @@ def test_every_stage_explains_itself(tmp_path, script):
     assert result.stdout.startswith(f"usage: python -m {module} "), result.stdout  # the command to type
 
 
+def test_a_command_line_option_that_is_not_yaml_is_argparses_usage_error(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    result = subprocess.run([sys.executable, "-m", "stages.train", "--folds", "{'1': [1, 2]", "m.csv", "m", "out"],
+                            cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "python -m stages.train: error: argument --folds: invalid YAML value: \"{'1': [1, 2]\"")
+    assert "[--folds YAML]" in result.stderr  # the usage says what the option takes
+
+
 # ----------------------------------------------------------------------------- params checked before any work
 
 TRAIN_ARGS = ("manifest.csv", "m.safetensors", "train")
