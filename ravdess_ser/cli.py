@@ -28,13 +28,30 @@ from ravdess_ser.errors import INTERRUPTED, PipelineError
 PARAMS_FILE = Path("params.yaml")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Refuses a key given twice in one mapping, as DVC's reader does; PyYAML's would keep the last one silently."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]:
     if not params_file.is_file():
         raise PipelineError("params file not found (run the stage from the project root)", params_file)
     try:
-        params = yaml.safe_load(params_file.read_text()) or {}
+        params = yaml.load(params_file.read_text(), Loader=_UniqueKeyLoader) or {}
+    except yaml.MarkedYAMLError as error:  # one line: what is wrong, and where
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PipelineError(f"not valid YAML: {error.problem}{where}", params_file) from None
     except yaml.YAMLError as error:
-        raise PipelineError(f"not valid YAML ({error})", params_file) from None
+        raise PipelineError(f"not valid YAML: {' '.join(str(error).split())}", params_file) from None
     if section not in params:
         raise PipelineError(f"has no '{section}' section", params_file)
     return params[section]

@@ -91,6 +91,19 @@ def test_train_on_a_file_that_is_not_a_manifest(tmp_path):
     _assert_one_line_error(result, "manifest.csv", "lacks columns")
 
 
+@pytest.mark.parametrize("edit, line", [
+    # PyYAML keeps the last of two keys silently; DVC refuses the file, so a stage run alone must too.
+    (lambda text: text.replace("  dropout:", "  dropout: 0.9\n  dropout:", 1), "key 'dropout' given twice at line"),
+    (lambda text: text + "train: [\n", "found '<stream end>' at line"),
+])
+def test_a_params_file_that_is_not_clean_yaml_is_one_line(tmp_path, edit, line):
+    (tmp_path / "params.yaml").write_text(edit((REPO_ROOT / "params.yaml").read_text()))
+    result = subprocess.run([sys.executable, "-m", "stages.train", "m.csv", "m", "out"], cwd=tmp_path,
+                            env=os.environ | {"PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: params.yaml: not valid YAML: ") and line in result.stderr, result.stderr
+
+
 def test_unknown_param_keys_are_reported(tmp_path):
     result = _stage(tmp_path, "resample.py", "raw", "out", params={"resample": {"sample_rat": 8000}})
     _assert_one_line_error(result, "params.yaml", "unknown keys: sample_rat")
