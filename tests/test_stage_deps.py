@@ -54,7 +54,10 @@ def test_the_check_sees_a_param_added_to_and_removed_from_a_stage(monkeypatch):
 
 
 def test_a_stage_that_reads_its_whole_section_lists_the_section():
-    assert DEFINITIONS["train"]["params"] == ["train"]  # train reads every key of it; crossval all but the fold
+    params = {name: definition.get("do", definition)["params"] for name, definition in DEFINITIONS.items()}
+    assert [params[stage] for stage in ("download", "resample", "embed", "train")] == [
+        ["data"], ["resample"], ["embed"], ["train"]]
+    # train reads every key of its section; crossval all but the fold
     assert "train.fold" not in DEFINITIONS["crossval"]["params"] and "train.seeds" in DEFINITIONS["crossval"]["params"]
 
 
