@@ -191,7 +191,7 @@ def _option_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
         if not isinstance(text, _ParamsText):
             try:
                 return convert(text)
-            except yaml.YAMLError:  # argparse reports only ValueError, TypeError and this one on its usage line
+            except yaml.YAMLError:  # argparse makes its usage error of ValueError, TypeError and this, not of that
                 raise argparse.ArgumentTypeError(f"invalid YAML value: {text!r}") from None
         try:
             return convert(str(text))
