@@ -1,7 +1,7 @@
 """Run a command and record how long it took, and on what machine, in benchmarks/results/timings.json.
 
 ``python benchmarks/timed.py NAME -- COMMAND...`` runs COMMAND, then sets ``NAME`` in that file to its wall time,
-exit code, commit, date, machine (CPU model, cores, widest vector extension) and the load average before it,
+exit code, commit, date, machine (CPU model, cores, the CPU class its kernels see) and the load average before it,
 keeping the other names, and exits with COMMAND's exit code. It prints nothing, so that COMMAND's last line
 (pytest's summary) stays the last line. The Makefile times ``make pipeline``'s ``dvc repro``, ``make test`` and
 ``make test-fast`` this way; the durations the README and docs/ quote come from this file, with its machine.
@@ -25,9 +25,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "timings.json"
 
 
 def machine() -> dict:
-    cpu, flags = cpu_flags()
+    cpu, _ = cpu_flags()
     return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "cpu_signature": cpu_signature(), "cpu_class": cpu_class(flags), "python": platform.python_version()}
+            "cpu_signature": cpu_signature(), "cpu_class": cpu_class(), "python": platform.python_version()}
 
 
 def _commit() -> str | None:

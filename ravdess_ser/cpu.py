@@ -1,4 +1,5 @@
-"""What the CPU has: its model name, its flags, its family and model numbers and its class, from ``/proc/cpuinfo``."""
+"""What the CPU has: its model name, its flags and its family and model numbers, from ``/proc/cpuinfo``; and its
+class, as the programs on it see it."""
 
 from __future__ import annotations
 
@@ -44,8 +45,23 @@ def cpu_signature(fields: dict[str, str] | None = None) -> str | None:
     return f"{fields['vendor_id']} family {fields['cpu family']} model {fields['model']}"
 
 
+def visible_flags() -> set[str]:
+    """The flags of :data:`CPU_CLASSES` that programs here see: those CPUID reports and the OS supports, as numpy
+    asked them at import. They are /proc/cpuinfo's, unless CPUID hides some from this process (as
+    benchmarks/cpu_mask.py does, to run the kernels of a narrower CPU). numpy does not look for AMX: it counts
+    where /proc/cpuinfo has it and AVX512-BF16, which every AMX CPU has, is visible."""
+    from numpy._core._multiarray_umath import __cpu_features__ as seen
+
+    flags = {flag for flag, feature in (("avx2", "AVX2"), ("avx512f", "AVX512F"), ("avx512_bf16", "AVX512BF16"))
+             if seen.get(feature)}
+    if "avx512_bf16" in flags:
+        flags |= {"amx_bf16"} & cpu_flags()[1]
+    return flags
+
+
 def cpu_class(flags: set[str] | None = None) -> str:
-    """AMX, AVX512-BF16, AVX-512, AVX2 or other: the widest class whose flag is in ``flags`` (default: this CPU's)."""
+    """AMX, AVX512-BF16, AVX-512, AVX2 or other: the widest class whose flag is in ``flags`` (default: the flags
+    programs here see, :func:`visible_flags`)."""
     if flags is None:
-        flags = cpu_flags()[1]
+        flags = visible_flags()
     return next((name for flag, name in CPU_CLASSES.items() if flag in flags), "other")

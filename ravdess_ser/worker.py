@@ -64,9 +64,12 @@ from ravdess_ser.errors import PipelineError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 WORKSPACE = PACKAGE_DIR.parent
-# Environment variables that change what a job computes or where it finds models.
+# Environment variables that change what a job computes or where it finds models: among them those that pick
+# narrower CPU kernels, which change the frames' last bits (benchmarks/cpu_mask.py sets the last three).
 FINGERPRINT_ENV = ("CUDA_VISIBLE_DEVICES", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT",
-                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+                   "OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                   "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE",
+                   "LD_PRELOAD", "GLIBC_TUNABLES", "RAVDESS_SER_CPU_MASK")
 # The jobs a worker runs, by name: "module:function" of a function taking and returning JSON values.
 TASKS = ("ravdess_ser.audio:resample_actor_job", "ravdess_ser.embed:embed_actor_job")
 START_TIMEOUT_SECONDS = 120.0

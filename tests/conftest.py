@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from filelock import FileLock
 from dvc_project import dvc, git, make_project
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmarks' helpers: cpu_mask, the benchmark itself
 # The fixtures that start a server: test_download's HTTP server, test_remote's sshd, test_worker's warm worker,
 # test_worker_security's workers and second user.
 SERVER_FIXTURES = {"server", "sshd", "worker_env", "shared_tmp"}
@@ -80,6 +83,20 @@ def _reproduce(root: Path) -> ReproducedProject:
     git(project, "commit", "-q", "-m", "repro")
     (root / "repro.stdout").write_text(result.stdout)
     return ReproducedProject(project, result.stdout, audit)
+
+
+@pytest.fixture(scope="session")
+def cpu_mask(tmp_path_factory) -> Callable[[str], dict[str, str]]:
+    """The environment in which a subprocess sees this CPU narrowed to a class (AVX2, AVX-512 or SSE) and picks
+    that class's kernels in every library (benchmarks/cpu_mask.py); skips where the CPU cannot trap CPUID."""
+    from cpu_mask import MaskUnavailable, build_mask_library, check_mask, masked_environment
+
+    try:
+        library = build_mask_library(tmp_path_factory.mktemp("cpu-mask"))
+        check_mask(library)
+    except MaskUnavailable as error:
+        pytest.skip(f"cannot hide this CPU's features: {error}")
+    return lambda mask: masked_environment(mask, library)
 
 
 def tone(seconds: float, sample_rate: int, frequency: float = 220.0, channels: int = 1) -> np.ndarray:

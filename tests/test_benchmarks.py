@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-
-from embed_benchmark import benchmark_params, frame_files  # noqa: E402
-from peer_runtimes import alternating_passes, median_ratio  # noqa: E402
-from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_signature, first_processor  # noqa: E402
+from embed_benchmark import benchmark_params, frame_files
+from peer_runtimes import alternating_passes, median_ratio
+from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_signature, first_processor
 
 
 @pytest.mark.parametrize("flags, expected", [

@@ -67,6 +67,15 @@ def test_worker_output_is_byte_identical_to_in_process(tmp_path, tiny_model, wor
         assert (tmp_path / "w" / path.relative_to(tmp_path / "p")).read_bytes() == path.read_bytes()
 
 
+@pytest.mark.parametrize("variable", ["LD_PRELOAD", "GLIBC_TUNABLES", "RAVDESS_SER_CPU_MASK", "ATEN_CPU_CAPABILITY",
+                                      "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES"])
+def test_a_stage_that_picks_other_cpu_kernels_gets_a_worker_of_its_own(variable, monkeypatch):
+    """A warm worker started without benchmarks/cpu_mask.py (or an ISA variable) would compute another CPU's bits."""
+    unmasked = socket_path()
+    monkeypatch.setenv(variable, "AVX2")
+    assert socket_path() != unmasked
+
+
 def test_worker_is_reused_and_relays_one_line_errors(tmp_path, tiny_model, worker_env):
     audio = _actor(tmp_path, clips=2)
     raw = tmp_path / "raw" / "Actor_01"
