@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO_ROOT
 from embed_benchmark import benchmark_params, frame_files
 from peer_runtimes import alternating_passes, median_ratio
-from ravdess_ser.cpu import NATIVE_BFLOAT16, cpu_class, cpu_signature, first_processor
+from ravdess_ser.cpu import (CPU_CLASSES, NATIVE_BFLOAT16, cpu_class, cpu_flags, cpu_signature, first_processor,
+                             visible_flags)
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -25,6 +26,13 @@ def test_cpu_class_is_the_widest_flag_present(flags, expected):
 def test_only_amx_and_avx512_bf16_count_as_native_bfloat16():
     assert {cpu_class(f) for f in ({"avx2"}, {"avx512f"})}.isdisjoint(NATIVE_BFLOAT16)
     assert {cpu_class({"amx_bf16"}), cpu_class({"avx512_bf16"})} == set(NATIVE_BFLOAT16)
+
+
+def test_without_a_mask_programs_see_the_class_proc_cpuinfo_lists():
+    """The class comes from CPUID as numpy asked it (so benchmarks/cpu_mask.py can narrow it): with nothing hidden,
+    the same flags as /proc/cpuinfo's."""
+    assert visible_flags() == set(CPU_CLASSES) & cpu_flags()[1]
+    assert cpu_class() == cpu_class(cpu_flags()[1])
 
 
 def test_the_cpu_signature_is_the_first_processors_vendor_family_and_model():
