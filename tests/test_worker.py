@@ -71,9 +71,9 @@ def test_worker_output_is_byte_identical_to_in_process(tmp_path, tiny_model, wor
                                       "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES"])
 def test_a_stage_that_picks_other_cpu_kernels_gets_a_worker_of_its_own(variable, monkeypatch):
     """A warm worker started without benchmarks/cpu_mask.py (or an ISA variable) would compute another CPU's bits."""
-    unmasked = socket_path()
-    monkeypatch.setenv(variable, "AVX2")
-    assert socket_path() != unmasked
+    before = socket_path()
+    monkeypatch.setenv(variable, os.environ.get(variable, "") + "AVX2")
+    assert socket_path() != before
 
 
 def test_worker_is_reused_and_relays_one_line_errors(tmp_path, tiny_model, worker_env):
